@@ -1,0 +1,140 @@
+"""The Anthropic surface: parse just enough of a request, render the model list.
+
+Parsing checks only what the gateway needs (``model``, ``stream``, ``max_tokens``,
+``messages``) and keeps the client's original bytes: when the upstream model id equals the
+name the client sent, those bytes go upstream untouched; otherwise only ``model`` changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+from sluicegate.catalog import UNKNOWN_RELEASE, display_name
+from sluicegate.errors import InvalidRequest
+
+MAX_MODEL_NAME = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRequest:
+    model: str
+    stream: bool
+    max_tokens: int | None
+    payload: dict[str, Any]
+    raw: bytes
+
+    def body_for(self, upstream_model: str) -> bytes:
+        """The body to send upstream: the original bytes unless the model id changes."""
+        if upstream_model == self.model:
+            return self.raw
+        # dicts keep their order, so only the value of "model" differs from the client's.
+        return orjson.dumps({**self.payload, "model": upstream_model})
+
+
+def _load_object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise InvalidRequest("The request body is empty; a JSON object is required.")
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("The request body is not valid JSON.") from None
+    if not isinstance(payload, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return payload
+
+
+def _model(payload: dict[str, Any]) -> str:
+    model = payload.get("model")
+    if model is None:
+        raise InvalidRequest("model: Field required")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("model: must be a non-empty string")
+    if len(model) > MAX_MODEL_NAME or any(ord(c) < 32 for c in model):
+        raise InvalidRequest("model: not a valid model name")
+    return model
+
+
+def _messages(payload: dict[str, Any]) -> None:
+    messages = payload.get("messages")
+    if messages is None:
+        raise InvalidRequest("messages: Field required")
+    if not isinstance(messages, list):
+        raise InvalidRequest("messages: Input should be a valid list")
+
+
+def parse_messages(raw: bytes) -> ParsedRequest:
+    """A ``POST /v1/messages`` body."""
+    payload = _load_object(raw)
+    model = _model(payload)
+    max_tokens = payload.get("max_tokens")
+    if max_tokens is None:
+        raise InvalidRequest("max_tokens: Field required")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
+        raise InvalidRequest("max_tokens: Input should be a valid integer")
+    if max_tokens < 1:
+        raise InvalidRequest("max_tokens: must be greater than or equal to 1")
+    _messages(payload)
+    stream = payload.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise InvalidRequest("stream: Input should be a valid boolean")
+    return ParsedRequest(model, stream, max_tokens, payload, raw)
+
+
+def parse_count_tokens(raw: bytes) -> ParsedRequest:
+    """A ``POST /v1/messages/count_tokens`` body (no ``max_tokens``, never streamed)."""
+    payload = _load_object(raw)
+    model = _model(payload)
+    _messages(payload)
+    return ParsedRequest(model, False, None, payload, raw)
+
+
+def model_object(model_id: str) -> dict[str, Any]:
+    return {
+        "type": "model",
+        "id": model_id,
+        "display_name": display_name(model_id),
+        "created_at": UNKNOWN_RELEASE,
+    }
+
+
+def _int_param(params: dict[str, list[str]], name: str, default: int) -> int:
+    values = params.get(name)
+    if not values:
+        return default
+    try:
+        value = int(values[0])
+    except ValueError:
+        raise InvalidRequest(f"{name}: Input should be a valid integer") from None
+    if not 1 <= value <= 1000:
+        raise InvalidRequest(f"{name}: must be between 1 and 1000")
+    return value
+
+
+def model_page(model_ids: Sequence[str], query_string: bytes) -> dict[str, Any]:
+    """Anthropic's paginated list shape, honouring ``limit``, ``after_id`` and ``before_id``."""
+    params = parse_qs(query_string.decode("latin-1"))
+    limit = _int_param(params, "limit", 20)
+    ids = list(model_ids)
+    after = params.get("after_id", [None])[0]
+    before = params.get("before_id", [None])[0]
+    if after is not None:
+        ids = ids[ids.index(after) + 1 :] if after in ids else []
+        page = ids[:limit]
+    elif before is not None:
+        ids = ids[: ids.index(before)] if before in ids else []
+        page = ids[-limit:]
+    else:
+        page = ids[:limit]
+    return {
+        "data": [model_object(m) for m in page],
+        "has_more": len(ids) > len(page),
+        "first_id": page[0] if page else None,
+        "last_id": page[-1] if page else None,
+    }

@@ -1,0 +1,25 @@
+"""Unauthenticated health probes. They answer from memory: no database query per probe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sluicegate.api.asgi import Receive, Request, Send, send_json
+
+
+def liveliness() -> Callable[[Request, Receive, Send], object]:
+    async def handler(request: Request, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, {"status": "alive"})
+
+    return handler
+
+
+def readiness(is_ready: Callable[[], tuple[bool, dict[str, str]]]) -> Callable[
+    [Request, Receive, Send], object
+]:
+    async def handler(request: Request, receive: Receive, send: Send) -> None:
+        ready, checks = is_ready()
+        await send_json(send, 200 if ready else 503,
+                        {"status": "ready" if ready else "not ready", "checks": checks})
+
+    return handler

@@ -1,0 +1,99 @@
+"""Sending an upstream's answer to the client: JSON, relayed errors, and SSE streams.
+
+Streams are relayed as they arrive. Once the first byte went out the status is committed,
+so any later failure (transport error, idle timeout, a stream that simply stops) becomes
+an SSE ``error`` event in Anthropic's shape, and the stream ends: never a silent cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from sluicegate.api.asgi import (
+    SSE_HEADERS,
+    ClientDisconnected,
+    HeaderList,
+    Receive,
+    Send,
+    send_bytes,
+)
+from sluicegate.api.sse import SSEObserver, StreamObservation
+from sluicegate.errors import GatewayError, sse_error_event
+from sluicegate.providers.base import RELAYED_ERROR_HEADERS, UpstreamResponse
+
+T = TypeVar("T")
+
+INCOMPLETE_STREAM = "The upstream stream ended before the message was complete."
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
+    """Run ``work``; if the client disconnects first, cancel it (and with it the upstream
+    request) and raise :class:`ClientDisconnected`. Call only after the body was read."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            watcher.cancel()
+            raise ClientDisconnected
+        watcher.cancel()
+    return task.result()
+
+
+def _content_type(upstream: UpstreamResponse, default: bytes) -> tuple[bytes, bytes]:
+    value = upstream.headers.get("content-type")
+    return (b"content-type", value.encode("latin-1") if value else default)
+
+
+async def relay_body(
+    send: Send, upstream: UpstreamResponse, body: bytes, headers: HeaderList
+) -> None:
+    """A complete upstream answer (success or error), status and body unmodified."""
+    out = [_content_type(upstream, b"application/json"), *headers]
+    if upstream.status >= 400:
+        for name in RELAYED_ERROR_HEADERS:
+            value = upstream.headers.get(name)
+            if value is not None:
+                out.append((name.encode(), value.encode("latin-1")))
+    await send_bytes(send, upstream.status, body, out)
+
+
+async def relay_stream(
+    send: Send, upstream: UpstreamResponse, headers: HeaderList
+) -> StreamObservation:
+    """Relay an SSE stream chunk by chunk while observing it; end it cleanly whatever
+    happens upstream. Returns what the observer saw."""
+    observer = SSEObserver()
+    await send({
+        "type": "http.response.start",
+        "status": upstream.status,
+        "headers": [*SSE_HEADERS, *headers],
+    })
+    tail = b""
+    try:
+        async for chunk in upstream.iter_chunks():
+            ready = observer.feed(chunk)
+            if ready:
+                await send({"type": "http.response.body", "body": ready, "more_body": True})
+    except GatewayError as error:
+        upstream.close()
+        tail = sse_error_event(error.error_type, error.message)
+        observer.observation.error_type = error.error_type
+    else:
+        if not observer.observation.complete:
+            tail = sse_error_event("api_error", INCOMPLETE_STREAM)
+            observer.observation.error_type = "api_error"
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
+    return observer.observation

@@ -1,0 +1,176 @@
+"""The ASGI application: routes, start-up and shutdown.
+
+A request's path through the gateway is in :mod:`sluicegate.pipeline`:
+parse -> authenticate -> (limits, budgets: later) -> route -> provider -> relay -> settle.
+This module only wires the parts together and maps (method, path) to handlers.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from sluicegate.api.asgi import Receive, Request, Scope, Send, send_bytes
+from sluicegate.api.health import liveliness, readiness
+from sluicegate.errors import anthropic_error_body
+from sluicegate.fake_upstream import FakeUpstream
+from sluicegate.observe.logging import configure_logging, request_logger
+from sluicegate.pipeline import Pipeline
+from sluicegate.policy.auth import KeyCache
+from sluicegate.providers.anthropic import AnthropicProvider
+from sluicegate.providers.base import Provider
+from sluicegate.routing.router import Router
+from sluicegate.settings import Secret, Settings, embedded_defaults, load_settings
+from sluicegate.store.db import create_engine
+from sluicegate.store.keys import KeyStore
+from sluicegate.store.migrate import ensure_schema
+
+Handler = Callable[[Request, Receive, Send], Awaitable[object]]
+CONFIG_ENV = "SLUICEGATE_CONFIG"
+PEPPER_SECRET_NAME = "key_hash_pepper"
+
+
+async def key_pepper(settings: Settings, store: KeyStore) -> bytes:
+    """The server secret keyed into gateway-key hashes (config first, else the database)."""
+    if settings.key_hash_secret is not None:
+        return settings.key_hash_secret.reveal().encode()
+    value = await store.get_or_create_secret(
+        PEPPER_SECRET_NAME, lambda: secrets.token_urlsafe(32)
+    )
+    return value.encode()
+
+
+@dataclass(slots=True)
+class Components:
+    """Everything started at boot and stopped at shutdown."""
+
+    keys: KeyCache
+    session: aiohttp.ClientSession
+    engine: Any
+    fake: FakeUpstream | None
+
+    async def close(self) -> None:
+        await self.keys.stop()
+        await self.session.close()
+        if self.fake is not None:
+            await self.fake.stop()
+        await self.engine.dispose()
+
+
+class Gateway:
+    """ASGI callable. Routes on the path alone; any query string is ignored for routing."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._routes: dict[tuple[str, str], Handler] = {}
+        self._paths: set[str] = set()
+        self._components: Components | None = None
+        self._started_at: float | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if len(path) > 1 and path.endswith("/"):
+                path = path.rstrip("/")
+            handler = self._routes.get((scope["method"], path))
+            if handler is None:
+                await self._no_route(path, send)
+                return
+            await handler(Request(scope), receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _no_route(self, path: str, send: Send) -> None:
+        if path in self._paths:
+            status, kind, message = 405, "invalid_request_error", "Method not allowed."
+        else:
+            status, kind, message = 404, "not_found_error", f"No route for {path[:200]}."
+        await send_bytes(send, status, anthropic_error_body(kind, message),
+                         [(b"content-type", b"application/json")])
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.start()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def start(self) -> None:
+        settings = self.settings
+        configure_logging(settings.server.log_level)
+        await ensure_schema(settings.database_url, auto_migrate=settings.migrate_on_start)
+        engine = create_engine(settings.database_url)
+        store = KeyStore(engine)
+        keys = KeyCache(store, await key_pepper(settings, store),
+                        settings.server.key_sync_interval)
+        await keys.start()
+        fake = None
+        builtin: tuple[str, Secret] | None = None
+        if settings.uses_builtin_fake:
+            fake_key = secrets.token_urlsafe(24)
+            fake = FakeUpstream(api_key=fake_key)
+            await fake.start()
+            builtin = (fake.url, Secret(fake_key, source="builtin fake upstream"))
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=settings.server.upstream_connections, ttl_dns_cache=300
+            ),
+            skip_auto_headers=("User-Agent",),
+        )
+        self._components = Components(keys, session, engine, fake)
+        router = Router(settings.model_list, settings.timeouts, builtin)
+        providers: dict[str, Provider] = {
+            "anthropic": AnthropicProvider(session, settings.anthropic_version),
+        }
+        pipeline = Pipeline(keys, router, providers, settings.server.max_body_size,
+                            request_logger())
+        self._set_routes(pipeline)
+        self._started_at = time.monotonic()
+
+    def _set_routes(self, pipeline: Pipeline) -> None:
+        alive = liveliness()
+        self._routes = {
+            ("POST", "/v1/messages"): pipeline.messages,
+            ("POST", "/v1/messages/count_tokens"): pipeline.count_tokens,
+            ("GET", "/v1/models"): pipeline.list_models,
+            ("GET", "/health/liveliness"): alive,
+            ("GET", "/health/liveness"): alive,
+            ("GET", "/health/readiness"): readiness(self._readiness),
+        }
+        self._paths = {path for _, path in self._routes}
+
+    def _readiness(self) -> tuple[bool, dict[str, str]]:
+        components = self._components
+        if components is None or self._started_at is None:
+            return False, {"gateway": "starting"}
+        database_ok = components.keys.store_reachable
+        return database_ok, {"gateway": "ok", "database": "ok" if database_ok else "unreachable"}
+
+    async def stop(self) -> None:
+        if self._components is not None:
+            await self._components.close()
+            self._components = None
+
+
+def create_app(settings: Settings) -> Gateway:
+    return Gateway(settings)
+
+
+def create_app_from_env() -> Gateway:
+    """Factory for uvicorn (also in each ``--workers`` process): config path from the env."""
+    path = os.environ.get(CONFIG_ENV)
+    return Gateway(load_settings(path) if path else embedded_defaults())

@@ -1,0 +1,155 @@
+"""Authentication: gateway key -> :class:`Principal`, with no database read per request.
+
+All active keys live in an in-process map from keyed hash to principal. A background task
+polls a cheap fingerprint of the key table every ``server.key_sync_interval`` seconds and
+reloads on change, so keys created or revoked by another process (the CLI, another
+instance) take effect within that interval. A key the map does not know triggers at most
+one coalesced reload per ``MISS_RELOAD_INTERVAL``: a key created a moment ago works at once,
+while a flood of random keys costs the database at most a few queries a second.
+
+Wrong, unknown, expired and revoked keys all get the same answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sluicegate.errors import AuthenticationFailed
+from sluicegate.policy.keys import hash_key
+from sluicegate.store.keys import KeyRecord, KeyStore
+
+log = logging.getLogger("sluicegate.auth")
+
+MISS_RELOAD_INTERVAL = 0.5
+AUTH_FAILED_MESSAGE = "Invalid or missing API key."
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the gateway key and what it may do."""
+
+    key_id: str
+    key_name: str
+    key_hash: str
+    models: tuple[str, ...]
+    expires_at: float | None  # unix time
+
+    def may_use(self, model_name: str) -> bool:
+        if not self.models:
+            return True
+        return any(fnmatch.fnmatchcase(model_name, pattern) for pattern in self.models)
+
+    @classmethod
+    def from_record(cls, record: KeyRecord) -> Principal:
+        return cls(
+            key_id=record.id,
+            key_name=record.name,
+            key_hash=record.key_hash,
+            models=tuple(record.models),
+            expires_at=record.expires_at.timestamp() if record.expires_at else None,
+        )
+
+
+def credentials_from_headers(x_api_key: str | None, authorization: str | None) -> list[str]:
+    """Candidate keys: ``x-api-key`` and/or ``Authorization: Bearer`` (clients send either,
+    and Claude Code may send both)."""
+    found: list[str] = []
+    if x_api_key:
+        found.append(x_api_key.strip())
+    if authorization:
+        scheme, _, token = authorization.strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() == "bearer" and token and token not in found:
+            found.append(token)
+    return found
+
+
+class KeyCache:
+    def __init__(self, store: KeyStore, pepper: bytes, sync_interval: float) -> None:
+        self._store = store
+        self._pepper = pepper
+        self._sync_interval = sync_interval
+        self._by_hash: dict[str, Principal] = {}
+        self._fingerprint: tuple[int, datetime | None] | None = None
+        self._last_reload = 0.0
+        self._reload_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.store_reachable = True  # did the last contact with the database succeed?
+
+    async def start(self) -> None:
+        await self.reload()
+        self._task = asyncio.create_task(self._poll(), name="sluicegate-key-sync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def reload(self) -> None:
+        """Load every active key now (used at start, after local changes, on a miss)."""
+        async with self._reload_lock:
+            fingerprint = await self._store.fingerprint()
+            records = await self._store.load_active(datetime.now(UTC))
+            self._by_hash = {r.key_hash: Principal.from_record(r) for r in records}
+            self._fingerprint = fingerprint
+            self._last_reload = time.monotonic()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self._sync_interval)
+            try:
+                if await self._store.fingerprint() != self._fingerprint:
+                    await self.reload()
+                self.store_reachable = True
+            except Exception:  # keep serving from the last good map
+                if self.store_reachable:
+                    log.warning("key sync failed; serving with the keys loaded before",
+                                exc_info=True)
+                self.store_reachable = False
+
+    def _lookup(self, candidate: str, now: float) -> Principal | None:
+        digest = hash_key(self._pepper, candidate)
+        principal = self._by_hash.get(digest)
+        if principal is None or not hmac.compare_digest(principal.key_hash, digest):
+            return None
+        if principal.expires_at is not None and principal.expires_at <= now:
+            return None
+        return principal
+
+    async def authenticate(self, candidates: list[str]) -> Principal:
+        now = time.time()
+        for candidate in candidates:
+            principal = self._lookup(candidate, now)
+            if principal is not None:
+                return principal
+        if candidates and time.monotonic() - self._last_reload >= MISS_RELOAD_INTERVAL:
+            await self._reload_after_miss()
+            for candidate in candidates:
+                principal = self._lookup(candidate, now)
+                if principal is not None:
+                    return principal
+        raise AuthenticationFailed(AUTH_FAILED_MESSAGE)
+
+    async def _reload_after_miss(self) -> None:
+        if self._reload_lock.locked():
+            # Another request is already reloading: wait for it rather than queue a second.
+            async with self._reload_lock:
+                return
+        if time.monotonic() - self._last_reload < MISS_RELOAD_INTERVAL:
+            return
+        try:
+            if await self._store.fingerprint() != self._fingerprint:
+                await self.reload()
+            else:
+                self._last_reload = time.monotonic()
+        except Exception:
+            log.warning("key reload after an unknown key failed", exc_info=True)

@@ -1,0 +1,310 @@
+"""One typed configuration tree, loaded from YAML and validated at start-up.
+
+Unknown keys are errors that name their path (``server.max_body_sizee: unknown key``).
+Secrets are never written in the file: they are references ``os.environ/NAME`` resolved
+here, and a missing variable is an error naming both the path and the variable. Resolved
+secrets are held in :class:`Secret`, whose ``repr``/``str`` never show the value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "os.environ/"
+DEFAULT_PORT = 8400
+DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+DEMO_MODEL = "demo"
+# ``api_base: builtin:fake`` serves a model from the fake upstream running inside the
+# gateway process (the offline quickstart and demos); resolved to its loopback URL at start.
+BUILTIN_FAKE = "builtin:fake"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the offending path."""
+
+
+class Secret:
+    """A resolved secret. Its text form is redacted so it cannot leak through logs."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str = "inline") -> None:
+        self._value = value
+        self.source = source
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(<redacted from {self.source}>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(("Secret", self.source))
+
+
+def _resolve_secret(value: Any) -> Any:
+    if isinstance(value, Secret) or value is None:
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a string such as os.environ/NAME")
+    if value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX) :]
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"{value!r} is not a valid environment variable reference")
+        resolved = os.environ.get(name)
+        if resolved is None or resolved == "":
+            raise ValueError(f"environment variable {name} is not set")
+        return Secret(resolved, source=value)
+    if value == "":
+        raise ValueError("must not be empty")
+    return Secret(value)
+
+
+SecretRef = Annotated[
+    Secret,
+    BeforeValidator(_resolve_secret),
+    PlainSerializer(lambda s: "***redacted***" if s.source == "inline" else f"{s.source} (***)"),
+]
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+               "gb": 1000**3, "gib": 1024**3}
+
+
+def _parse_size(value: Any) -> Any:
+    """Accept ``33554432``, ``"32MiB"`` or ``"10 MB"``."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", value)
+        if not match or match.group(2).lower() not in _SIZE_UNITS:
+            raise ValueError(f"{value!r} is not a size (examples: 33554432, 32MiB, 10MB)")
+        return int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    return value
+
+
+ByteSize = Annotated[int, BeforeValidator(_parse_size), Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class Timeouts(_Strict):
+    """Upstream timeouts in seconds. ``first_byte`` covers connect + send + response headers."""
+
+    connect: float = Field(10.0, gt=0)
+    first_byte: float = Field(600.0, gt=0)
+    idle: float = Field(300.0, gt=0, description="longest silence between stream chunks")
+    total: float = Field(3600.0, gt=0)
+
+
+class TimeoutOverrides(_Strict):
+    connect: float | None = Field(None, gt=0)
+    first_byte: float | None = Field(None, gt=0)
+    idle: float | None = Field(None, gt=0)
+    total: float | None = Field(None, gt=0)
+
+    def over(self, base: Timeouts) -> Timeouts:
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    max_body_size: ByteSize = 32 * 1024 * 1024
+    key_sync_interval: float = Field(
+        2.0, gt=0, le=60, description="how often key changes by other processes are picked up"
+    )
+    upstream_connections: int = Field(1000, ge=1, description="pooled upstream connections")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ModelEntry(_Strict):
+    model_name: str = Field(min_length=1, max_length=200)
+    provider: Literal["anthropic", "openai"]
+    model: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="upstream model id; defaults to the name the client sent",
+    )
+    api_base: str
+    api_key: SecretRef | None = None
+    timeouts: TimeoutOverrides = TimeoutOverrides()
+
+    @field_validator("model_name")
+    @classmethod
+    def _name_chars(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._:@/*\-\[\]]+", value):
+            raise ValueError("may contain letters, digits, . _ : @ / - and * wildcards")
+        return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        if value == BUILTIN_FAKE:
+            return value
+        if not re.match(r"^https?://[^/\s?#]+", value) or any(c in value for c in "?# \t"):
+            raise ValueError("must be an http(s) URL without query or fragment")
+        return value.rstrip("/")
+
+    @property
+    def is_wildcard(self) -> bool:
+        return "*" in self.model_name
+
+    @property
+    def uses_builtin_fake(self) -> bool:
+        return self.api_base == BUILTIN_FAKE
+
+
+class Settings(_Strict):
+    database_url: str = "sqlite:///./data/sluicegate.db"
+    auto_migrate: bool | None = Field(
+        None, description="run migrations at start-up; default: yes on SQLite, no on "
+        "PostgreSQL (run `sluicegate db upgrade` once per release there)",
+    )
+    admin_token: SecretRef | None = None
+    key_hash_secret: SecretRef | None = Field(
+        None, description="pepper for gateway-key hashes; when unset one is generated and "
+        "kept in the database",
+    )
+    anthropic_version: str = Field(
+        DEFAULT_ANTHROPIC_VERSION, description="sent upstream when the client sends none"
+    )
+    server: ServerSettings = ServerSettings()
+    timeouts: Timeouts = Timeouts()
+    model_list: list[ModelEntry] = Field(default_factory=list)
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_scheme(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", value):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        seen: set[str] = set()
+        for index, entry in enumerate(self.model_list):
+            if entry.model_name in seen:
+                raise ValueError(
+                    f"model_list[{index}].model_name: {entry.model_name!r} is listed twice "
+                    "(several deployments per alias come in a later release)"
+                )
+            seen.add(entry.model_name)
+        return self
+
+    def redacted(self) -> dict[str, Any]:
+        """The resolved configuration as plain data, secrets replaced by their source."""
+        return self.model_dump(mode="json")
+
+    @property
+    def migrate_on_start(self) -> bool:
+        if self.auto_migrate is not None:
+            return self.auto_migrate
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_builtin_fake(self) -> bool:
+        return any(entry.uses_builtin_fake for entry in self.model_list)
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith("function-") or part.endswith("]"):
+            continue  # validator bookkeeping, not a path segment
+        else:
+            out += f".{part}" if out else part
+    return out or "(top level)"
+
+
+def format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors(include_url=False, include_input=False):
+        path = _format_location(tuple(item["loc"]))
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        message = message.removeprefix("Value error, ")
+        lines.append(f"{path}: {message}")
+    return "\n".join(lines)
+
+
+def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
+    try:
+        return Settings.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def load_settings(path: str | Path) -> Settings:
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file} is not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of settings")
+    return settings_from_mapping(data)
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("SLUICEGATE_DATA_DIR", "./data"))
+
+
+def embedded_defaults() -> Settings:
+    """What ``sluicegate serve`` runs with no ``--config``.
+
+    SQLite under the data directory, in-process state, the ``demo`` model served by the
+    built-in fake upstream, and ``claude-*`` routed to Anthropic when ANTHROPIC_API_KEY is
+    set — otherwise to the fake upstream too, so the quickstart works offline unchanged.
+    """
+    data_dir = default_data_dir()
+    models: list[dict[str, Any]] = [
+        {"model_name": DEMO_MODEL, "provider": "anthropic", "api_base": BUILTIN_FAKE},
+    ]
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        models.append({
+            "model_name": "claude-*",
+            "provider": "anthropic",
+            "api_base": os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+            "api_key": "os.environ/ANTHROPIC_API_KEY",
+        })
+    else:
+        models.append(
+            {"model_name": "claude-*", "provider": "anthropic", "api_base": BUILTIN_FAKE}
+        )
+    data: dict[str, Any] = {
+        "database_url": f"sqlite:///{data_dir}/sluicegate.db",
+        "model_list": models,
+    }
+    if os.environ.get("SLUICEGATE_ADMIN_TOKEN"):
+        data["admin_token"] = "os.environ/SLUICEGATE_ADMIN_TOKEN"
+    return settings_from_mapping(data)

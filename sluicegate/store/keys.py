@@ -1,0 +1,268 @@
+"""The gateway-key repository (and the server-secret store used for the key-hash pepper).
+
+Only hashes of keys are stored (hex HMAC-SHA256, computed by the caller) plus a short,
+non-secret hint. Every statement is built with SQLAlchemy Core and bound parameters.
+
+Change detection: :meth:`KeyStore.fingerprint` returns ``(row count, max(updated_at))``;
+creating a key changes the count and revoking one moves ``updated_at`` forward (timestamps
+written by one process strictly increase, even within one clock tick).
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from sluicegate.store.db import SQLITE_BEGIN
+from sluicegate.store.tables import gateway_keys, server_secrets
+
+__all__ = ["DuplicateKeyError", "KeyNotFoundError", "KeyRecord", "KeyStore", "new_key_id"]
+
+_ID_PATTERN = re.compile(r"key_[0-9a-f]{24}")
+_HASH_PATTERN = re.compile(r"[0-9a-f]{64}")
+_MAX_NAME = 200
+_MAX_HINT = 32
+_MAX_SECRET_NAME = 64
+_MAX_SECRET_VALUE = 200
+_WRITE = {SQLITE_BEGIN: "IMMEDIATE"}
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: str
+    name: str
+    key_hash: str
+    key_hint: str
+    models: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    updated_at: datetime
+    metadata: dict[str, Any]
+
+    def is_active(self, now: datetime) -> bool:
+        """Not revoked and not expired at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class DuplicateKeyError(Exception):
+    """A key with this name, or with this hash, already exists.
+
+    ``field`` is ``"name"`` or ``"key_hash"``; the message never contains the hash.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class KeyNotFoundError(Exception):
+    """No key has this id or name."""
+
+
+def new_key_id() -> str:
+    """A fresh key id: ``"key_"`` and 24 hex characters."""
+    return "key_" + secrets.token_hex(12)
+
+
+def _aware(value: datetime | None, what: str) -> datetime | None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise ValueError(f"{what} must be timezone-aware")
+    return None if value is None else value.astimezone(UTC)
+
+
+def _record(row: Row[Any]) -> KeyRecord:
+    return KeyRecord(
+        id=row.id,
+        name=row.name,
+        key_hash=row.key_hash,
+        key_hint=row.key_hint,
+        models=tuple(row.models or ()),
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        revoked_at=row.revoked_at,
+        updated_at=row.updated_at,
+        metadata=dict(row.metadata_json or {}),
+    )
+
+
+def _lookup(name_or_id: str) -> ColumnElement[bool]:
+    # Names may not have the shape of an id (see create), so at most one row matches.
+    if _ID_PATTERN.fullmatch(name_or_id):
+        return gateway_keys.c.id == name_or_id
+    return gateway_keys.c.name == name_or_id
+
+
+def _validate_new(name: str, key_hash: str, key_hint: str, models: Sequence[str]) -> None:
+    if not name or len(name) > _MAX_NAME or name != name.strip():
+        raise ValueError(f"key name must be 1-{_MAX_NAME} characters without outer spaces")
+    if _ID_PATTERN.fullmatch(name):
+        raise ValueError("key name must not look like a key id (key_ + 24 hex characters)")
+    if not _HASH_PATTERN.fullmatch(key_hash):
+        raise ValueError("key_hash must be 64 lowercase hex characters (HMAC-SHA256)")
+    if len(key_hint) > _MAX_HINT:
+        raise ValueError(f"key_hint must be at most {_MAX_HINT} characters")
+    if isinstance(models, str) or not all(isinstance(m, str) and m for m in models):
+        raise ValueError("models must be a sequence of non-empty model-name patterns")
+
+
+class KeyStore:
+    """Gateway keys in the ``gateway_keys`` table; see the module docstring."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        # Same pool; on SQLite its transactions take the write lock up front (BEGIN IMMEDIATE).
+        self._writer = engine.execution_options(**_WRITE)
+        self._last_stamp: datetime | None = None
+
+    def _stamp(self) -> datetime:
+        """Now (UTC), strictly later than the previous stamp of this store."""
+        now = datetime.now(UTC)
+        if self._last_stamp is not None and now <= self._last_stamp:
+            now = self._last_stamp + timedelta(microseconds=1)
+        self._last_stamp = now
+        return now
+
+    async def create(
+        self,
+        *,
+        name: str,
+        key_hash: str,
+        key_hint: str,
+        models: Sequence[str] = (),
+        expires_at: datetime | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> KeyRecord:
+        _validate_new(name, key_hash, key_hint, models)
+        now = self._stamp()
+        record = KeyRecord(
+            id=new_key_id(),
+            name=name,
+            key_hash=key_hash,
+            key_hint=key_hint,
+            models=tuple(models),
+            created_at=now,
+            expires_at=_aware(expires_at, "expires_at"),
+            revoked_at=None,
+            updated_at=now,
+            metadata=dict(metadata or {}),
+        )
+        statement = gateway_keys.insert().values(
+            id=record.id,
+            name=record.name,
+            key_hash=record.key_hash,
+            key_hint=record.key_hint,
+            models=list(record.models),
+            created_at=record.created_at,
+            expires_at=record.expires_at,
+            revoked_at=None,
+            updated_at=record.updated_at,
+            metadata_json=record.metadata,
+        )
+        try:
+            async with self._writer.begin() as conn:
+                await conn.execute(statement)
+        except IntegrityError:
+            raise await self._duplicate(name, key_hash) from None
+        return record
+
+    async def _duplicate(self, name: str, key_hash: str) -> Exception:
+        async with self._engine.connect() as conn:
+            if await conn.scalar(select(gateway_keys.c.id).where(gateway_keys.c.name == name)):
+                return DuplicateKeyError("name", f"a key named {name!r} already exists")
+            if await conn.scalar(
+                select(gateway_keys.c.id).where(gateway_keys.c.key_hash == key_hash)
+            ):
+                return DuplicateKeyError("key_hash", "a key with the same secret already exists")
+        # An id collision (2**-96 odds) or a row removed meanwhile: report it as such.
+        return RuntimeError("could not insert the key: constraint violation, please retry")
+
+    async def list(self, *, include_revoked: bool = True) -> builtins.list[KeyRecord]:
+        """All keys, oldest first."""
+        query = select(gateway_keys).order_by(gateway_keys.c.created_at, gateway_keys.c.id)
+        if not include_revoked:
+            query = query.where(gateway_keys.c.revoked_at.is_(None))
+        async with self._engine.connect() as conn:
+            result = await conn.execute(query)
+            return [_record(row) for row in result]
+
+    async def get(self, name_or_id: str) -> KeyRecord:
+        async with self._engine.connect() as conn:
+            return await self._get(conn, name_or_id)
+
+    async def _get(self, conn: AsyncConnection, name_or_id: str) -> KeyRecord:
+        result = await conn.execute(select(gateway_keys).where(_lookup(name_or_id)))
+        row = result.first()
+        if row is None:
+            raise KeyNotFoundError(f"no key with id or name {name_or_id!r}")
+        return _record(row)
+
+    async def revoke(self, name_or_id: str) -> KeyRecord:
+        """Revoke a key; revoking it again keeps the first ``revoked_at``."""
+        async with self._writer.begin() as conn:
+            record = await self._get(conn, name_or_id)
+            if record.revoked_at is not None:
+                return record
+            now = self._stamp()
+            await conn.execute(
+                update(gateway_keys)
+                .where(gateway_keys.c.id == record.id, gateway_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now, updated_at=now)
+            )
+            return await self._get(conn, record.id)
+
+    async def fingerprint(self) -> tuple[int, datetime | None]:
+        """``(row count, max(updated_at))``: changes whenever a key is created or revoked."""
+        query = select(func.count(), func.max(gateway_keys.c.updated_at)).select_from(gateway_keys)
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(query)).one()
+        return int(row[0]), row[1]
+
+    async def load_active(self, now: datetime) -> builtins.list[KeyRecord]:
+        """Keys neither revoked nor expired at ``now`` (timezone-aware), oldest first."""
+        _aware(now, "now")
+        query = (
+            select(gateway_keys)
+            .where(
+                gateway_keys.c.revoked_at.is_(None),
+                or_(gateway_keys.c.expires_at.is_(None), gateway_keys.c.expires_at > now),
+            )
+            .order_by(gateway_keys.c.created_at, gateway_keys.c.id)
+        )
+        async with self._engine.connect() as conn:
+            result = await conn.execute(query)
+            return [_record(row) for row in result]
+
+    async def get_or_create_secret(self, name: str, factory: Callable[[], str]) -> str:
+        """The secret stored under ``name``; on first use, store ``factory()``.
+
+        Race-safe between processes: insert-if-absent, then read back whichever value won.
+        """
+        if not name or len(name) > _MAX_SECRET_NAME:
+            raise ValueError(f"secret name must be 1-{_MAX_SECRET_NAME} characters")
+        where = server_secrets.c.name == name
+        async with self._engine.connect() as conn:
+            existing = await conn.scalar(select(server_secrets.c.value).where(where))
+        if existing is not None:
+            return str(existing)
+        value = factory()
+        if not value or len(value) > _MAX_SECRET_VALUE:
+            raise ValueError(f"secret value must be 1-{_MAX_SECRET_VALUE} characters")
+        values = {"name": name, "value": value, "created_at": datetime.now(UTC)}
+        insert = postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert
+        async with self._writer.begin() as conn:
+            await conn.execute(insert(server_secrets).values(values).on_conflict_do_nothing())
+            stored = await conn.scalar(select(server_secrets.c.value).where(where))
+        if stored is None:  # pragma: no cover - the row was just inserted or already there
+            raise RuntimeError(f"secret {name!r} vanished while being created")
+        return str(stored)
