@@ -23,27 +23,17 @@ from sluicegate.fake_upstream import FakeUpstream
 from sluicegate.observe.logging import configure_logging, request_logger
 from sluicegate.pipeline import Pipeline
 from sluicegate.policy.auth import KeyCache
+from sluicegate.policy.key_admin import key_pepper
 from sluicegate.providers.anthropic import AnthropicProvider
 from sluicegate.providers.base import Provider
 from sluicegate.routing.router import Router
 from sluicegate.settings import Secret, Settings, embedded_defaults, load_settings
 from sluicegate.store.db import create_engine
 from sluicegate.store.keys import KeyStore
-from sluicegate.store.migrate import ensure_schema
+from sluicegate.store.startup import ensure_schema
 
 Handler = Callable[[Request, Receive, Send], Awaitable[object]]
 CONFIG_ENV = "SLUICEGATE_CONFIG"
-PEPPER_SECRET_NAME = "key_hash_pepper"
-
-
-async def key_pepper(settings: Settings, store: KeyStore) -> bytes:
-    """The server secret keyed into gateway-key hashes (config first, else the database)."""
-    if settings.key_hash_secret is not None:
-        return settings.key_hash_secret.reveal().encode()
-    value = await store.get_or_create_secret(
-        PEPPER_SECRET_NAME, lambda: secrets.token_urlsafe(32)
-    )
-    return value.encode()
 
 
 @dataclass(slots=True)

@@ -135,6 +135,9 @@ class ServerSettings(_Strict):
     key_sync_interval: float = Field(
         2.0, gt=0, le=60, description="how often key changes by other processes are picked up"
     )
+    shutdown_grace: float = Field(
+        60.0, ge=0, description="seconds in-flight requests may finish after SIGTERM"
+    )
     upstream_connections: int = Field(1000, ge=1, description="pooled upstream connections")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -1,0 +1,130 @@
+"""Run the real gateway (``sluicegate serve`` in a subprocess) against a fake upstream.
+
+Nothing is mocked inside the gateway: it reads a real YAML config, migrates a real SQLite
+file, gets its keys from the real CLI and talks HTTP on loopback to the fake provider.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from sluicegate.fake_upstream import FakeUpstream
+
+UPSTREAM_KEY = "sk-ant-upstream-test-9c1f0b7e4d2a"
+SLUICEGATE = [sys.executable, "-m", "sluicegate"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def sluicegate_cli(*args: str, env: dict[str, str] | None = None,
+                   check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SLUICEGATE, *args], capture_output=True, text=True, timeout=60, check=check,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def default_model_list(upstream_url: str) -> list[dict[str, object]]:
+    def entry(name: str, **extra: object) -> dict[str, object]:
+        return {"model_name": name, "provider": "anthropic", "api_base": upstream_url,
+                "api_key": "os.environ/TEST_UPSTREAM_KEY", **extra}
+
+    return [
+        entry("claude-sonnet-4-6"),
+        entry("team-alias", model="claude-opus-4-7"),  # alias rewritten to an upstream id
+        entry("slow-model", timeouts={"first_byte": 1.0, "idle": 1.0}),
+        entry("claude-*"),
+        {"model_name": "prefixed", "provider": "anthropic",
+         "api_base": upstream_url + "/some/prefix", "api_key": "os.environ/TEST_UPSTREAM_KEY"},
+        {"model_name": "unreachable", "provider": "anthropic",
+         "api_base": f"http://127.0.0.1:{free_port()}", "api_key": "os.environ/TEST_UPSTREAM_KEY",
+         "timeouts": {"connect": 1.0}},
+    ]
+
+
+@dataclass
+class Gateway:
+    url: str
+    config: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str]
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def create_key(self, name: str, *extra: str) -> str:
+        done = sluicegate_cli("keys", "create", "--config", str(self.config), "--name", name,
+                              *extra, env=self.env)
+        key = done.stdout.strip()
+        self.keys[name] = key
+        return key
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return sluicegate_cli(*args, env=self.env, check=check)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited early:\n{log_path.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/health/readiness", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"gateway not ready in time:\n{log_path.read_text()}")
+
+
+def start_gateway(
+    workdir: Path, upstream: FakeUpstream, *, extra_config: dict[str, object] | None = None,
+    model_list: list[dict[str, object]] | None = None,
+) -> Gateway:
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = {
+        "database_url": f"sqlite:///{workdir}/sluicegate.db",
+        "server": {"key_sync_interval": 0.5, "max_body_size": "1MiB", "log_level": "info"},
+        "model_list": model_list or default_model_list(upstream.url),
+        **(extra_config or {}),
+    }
+    config_path = workdir / "sluicegate.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    port = free_port()
+    log_path = workdir / "gateway.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*SLUICEGATE, "serve", "--config", str(config_path), "--port", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env},
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, process, log_path)
+    except Exception:
+        process.kill()
+        raise
+    return Gateway(url, config_path, process, log_path, env)
