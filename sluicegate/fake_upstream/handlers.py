@@ -118,7 +118,7 @@ async def _anthropic(
         obj = anthropic_wire.error_body(error_type, message, rid)
         return json_response(obj, status, CIMultiDict(base))
 
-    if state.api_key is not None and request.headers.get("x-api-key") != state.api_key:
+    if not _anthropic_auth_ok(request, state.api_key):
         return fail(401, "authentication_error", "invalid x-api-key")
     if "anthropic-version" not in request.headers:
         return fail(400, "invalid_request_error", "anthropic-version: header is required")
@@ -150,6 +150,22 @@ async def _anthropic(
 
 def _bearer_ok(request: web.Request, key: str | None) -> bool:
     return key is None or request.headers.get("Authorization") == f"Bearer {key}"
+
+
+def _anthropic_auth_ok(request: web.Request, key: str | None) -> bool:
+    """``x-api-key`` and/or ``Authorization: Bearer`` (anthropic SDK 2.x sends the latter);
+    at least one must be present and every one present must carry the key."""
+    if key is None:
+        return True
+    presented: list[str] = []
+    if "x-api-key" in request.headers:
+        presented.append(request.headers["x-api-key"])
+    if "Authorization" in request.headers:
+        presented.append(request.headers["Authorization"])
+        if not presented[-1].startswith("Bearer "):
+            return False
+        presented[-1] = presented[-1].removeprefix("Bearer ")
+    return bool(presented) and all(p == key for p in presented)
 
 
 async def _chat(request: web.Request, state: FakeState, body: Any) -> web.StreamResponse:
@@ -195,10 +211,7 @@ async def _chat(request: web.Request, state: FakeState, body: Any) -> web.Stream
 async def _models(request: web.Request, state: FakeState, anthropic: bool) -> web.StreamResponse:
     rid = random_id("req_")
     base = anthropic_wire.response_headers(rid) if anthropic else openai_wire.response_headers(rid)
-    key = state.api_key
-    if key is not None and not (
-        request.headers.get("x-api-key") == key or _bearer_ok(request, key)
-    ):
+    if not _anthropic_auth_ok(request, state.api_key):
         if anthropic:
             obj = anthropic_wire.error_body("authentication_error", "invalid x-api-key", rid)
         else:
