@@ -11,12 +11,13 @@ written by one process strictly increase, even within one clock tick).
 from __future__ import annotations
 
 import builtins
+import json
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Row, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -41,7 +42,7 @@ _WRITE = {SQLITE_BEGIN: "IMMEDIATE"}
 class KeyRecord:
     id: str
     name: str
-    key_hash: str
+    key_hash: str = field(repr=False)
     key_hint: str
     models: tuple[str, ...]
     created_at: datetime
@@ -61,9 +62,9 @@ class DuplicateKeyError(Exception):
     ``field`` is ``"name"`` or ``"key_hash"``; the message never contains the hash.
     """
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: Literal["name", "key_hash"], message: str) -> None:
         super().__init__(message)
-        self.field = field
+        self.field: Literal["name", "key_hash"] = field
 
 
 class KeyNotFoundError(Exception):
@@ -79,6 +80,17 @@ def _aware(value: datetime | None, what: str) -> datetime | None:
     if value is not None and (value.tzinfo is None or value.utcoffset() is None):
         raise ValueError(f"{what} must be timezone-aware")
     return None if value is None else value.astimezone(UTC)
+
+
+def _json_dict(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A plain JSON-compatible copy of ``metadata``, as it will read back from the database."""
+    try:
+        copy = json.loads(json.dumps(dict(metadata or {})))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata must be JSON-serialisable: {exc}") from None
+    if not isinstance(copy, dict):  # pragma: no cover - dict() in, dict out
+        raise ValueError("metadata must be a mapping")
+    return copy
 
 
 def _record(row: Row[Any]) -> KeyRecord:
@@ -155,7 +167,7 @@ class KeyStore:
             expires_at=_aware(expires_at, "expires_at"),
             revoked_at=None,
             updated_at=now,
-            metadata=dict(metadata or {}),
+            metadata=_json_dict(metadata),
         )
         statement = gateway_keys.insert().values(
             id=record.id,

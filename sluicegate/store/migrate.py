@@ -30,12 +30,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sluicegate.store.db import SQLITE_BEGIN, SQLITE_BUSY_TIMEOUT_MS, create_engine
 from sluicegate.store.migrations import SCRIPT_LOCATION, VERSION_TABLE
 
-__all__ = ["current_revision", "head_revision", "upgrade"]
+__all__ = ["MigrationError", "current_revision", "head_revision", "upgrade"]
 
 #: Arbitrary constant identifying sluicegate's migration lock among advisory locks.
 PG_MIGRATION_LOCK_KEY = 0x536C_7569_6365_4D67  # "SluiceMg"
 #: How long a second SQLite process waits for the first one's migration to finish.
 SQLITE_MIGRATION_BUSY_TIMEOUT_MS = 120_000
+
+
+class MigrationError(RuntimeError):
+    """The database cannot be brought to this version's schema (e.g. it is newer)."""
 
 
 def _config(connection: Connection | None = None) -> Config:
@@ -79,6 +83,18 @@ def _current_revision(connection: Connection) -> str | None:
     return context.get_current_revision()
 
 
+def _check_known_revision(connection: Connection) -> None:
+    """Refuse a database migrated by a newer sluicegate (clearer than Alembic's error)."""
+    current = _current_revision(connection)
+    scripts = ScriptDirectory.from_config(_config())
+    if current is not None and current not in {s.revision for s in scripts.walk_revisions()}:
+        raise MigrationError(
+            f"the database schema is at revision {current!r}, unknown to this sluicegate "
+            f"(whose newest is {scripts.get_current_head()!r}): it was migrated by a newer "
+            "version; run that version, or upgrade this one"
+        )
+
+
 async def _upgrade(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
@@ -108,6 +124,7 @@ def _upgrade_sqlite(connection: Connection) -> None:
         # BEGIN IMMEDIATE (see db.SQLITE_BEGIN): Alembic sees a transaction already in
         # progress, runs every revision inside it and leaves the COMMIT to us.
         with connection.begin():
+            _check_known_revision(connection)
             command.upgrade(_config(connection), "head")
     finally:
         _set_busy_timeout(connection, SQLITE_BUSY_TIMEOUT_MS)
@@ -117,6 +134,8 @@ def _upgrade_postgres(connection: Connection) -> None:
     connection.execute(select(func.pg_advisory_lock(PG_MIGRATION_LOCK_KEY)))
     connection.commit()  # a session-level lock: it outlives this transaction
     try:
+        _check_known_revision(connection)
+        connection.commit()  # let Alembic run the upgrade in a transaction of its own
         command.upgrade(_config(connection), "head")
     finally:
         if not connection.invalidated:

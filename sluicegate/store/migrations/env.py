@@ -6,6 +6,9 @@ Alembic inside ``AsyncConnection.run_sync``, passing the (sync-facade) connectio
 running one. Without such a connection (the ``alembic`` command line, for development) an
 async engine is created from ``-x url=...`` or ``sqlalchemy.url`` and run with
 ``asyncio.run``.
+
+Alembic executes this file under the module name ``env_py``; importing it as
+``sluicegate.store.migrations.env`` (e.g. a test walking the package) does nothing.
 """
 
 from __future__ import annotations
@@ -19,11 +22,9 @@ from sluicegate.store.db import async_url, create_engine
 from sluicegate.store.migrations import VERSION_TABLE
 from sluicegate.store.tables import metadata
 
-config = context.config
-
 
 def _url() -> str:
-    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
+    url = context.get_x_argument(as_dictionary=True).get("url") or context.config.get_main_option(
         "sqlalchemy.url"
     )
     if not url:
@@ -65,14 +66,19 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    connection = config.attributes.get("connection")
+    connection = context.config.attributes.get("connection")
     if isinstance(connection, Connection):
         _run(connection)
     else:
         asyncio.run(_run_with_new_engine(_url()))
 
 
-if context.is_offline_mode():
-    run_migrations_offline()
-else:
-    run_migrations_online()
+def main() -> None:
+    if context.is_offline_mode():
+        run_migrations_offline()
+    else:
+        run_migrations_online()
+
+
+if not __name__.startswith("sluicegate."):
+    main()
