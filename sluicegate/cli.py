@@ -78,7 +78,7 @@ def serve(
         access_log=False,
         log_config=None,
         server_header=False,
-        timeout_graceful_shutdown=settings.server.shutdown_grace,
+        timeout_graceful_shutdown=round(settings.server.shutdown_grace),
     )
 
 

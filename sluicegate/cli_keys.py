@@ -98,18 +98,19 @@ def keys_list(
 
     records = run_async(work())
     now = datetime.now(UTC)
-    rows = [{
-        "id": r.id, "name": r.name, "hint": r.key_hint, "models": list(r.models),
-        "status": _status(r, now), "created_at": r.created_at.isoformat(),
-        "expires_at": r.expires_at.isoformat() if r.expires_at else None,
-    } for r in records]
     if as_json:
+        rows = [{
+            "id": r.id, "name": r.name, "hint": r.key_hint, "models": list(r.models),
+            "status": _status(r, now), "created_at": r.created_at.isoformat(),
+            "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+        } for r in records]
         typer.echo(json.dumps(rows, indent=2))
         return
-    table = Table("id", "name", "hint", "models", "status", "created", "expires")
-    for row in rows:
-        table.add_row(row["id"], row["name"], row["hint"], ",".join(row["models"]) or "*",
-                      row["status"], row["created_at"][:19], (row["expires_at"] or "-")[:19])
+    table = Table("id", "name", "hint", "models", "status", "created (UTC)", "expires (UTC)")
+    for r in records:
+        table.add_row(r.id, r.name, r.key_hint, ",".join(r.models) or "*", _status(r, now),
+                      f"{r.created_at:%Y-%m-%d %H:%M}",
+                      f"{r.expires_at:%Y-%m-%d %H:%M}" if r.expires_at else "-")
     Console().print(table)
 
 

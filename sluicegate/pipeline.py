@@ -198,7 +198,8 @@ class Pipeline:
     ) -> UpstreamResponse:
         deployment = route.deployment
         provider = self._providers.get(deployment.provider)
-        if provider is None or (path.endswith("count_tokens") and deployment.provider != "anthropic"):
+        counting = path.endswith("count_tokens")
+        if provider is None or (counting and deployment.provider != "anthropic"):
             # No honest count is possible: 404 lets the client estimate for itself.
             raise NotFound(f"{path} is not available for the model {parsed.model}")
         call = UpstreamCall(

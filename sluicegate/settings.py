@@ -309,5 +309,5 @@ def embedded_defaults() -> Settings:
         "model_list": models,
     }
     if os.environ.get("SLUICEGATE_ADMIN_TOKEN"):
-        data["admin_token"] = "os.environ/SLUICEGATE_ADMIN_TOKEN"
+        data["admin_token"] = ENV_PREFIX + "SLUICEGATE_ADMIN_TOKEN"
     return settings_from_mapping(data)

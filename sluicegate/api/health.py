@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from sluicegate.api.asgi import Receive, Request, Send, send_json
 
+Handler = Callable[[Request, Receive, Send], Awaitable[None]]
 
-def liveliness() -> Callable[[Request, Receive, Send], object]:
+
+def liveliness() -> Handler:
     async def handler(request: Request, receive: Receive, send: Send) -> None:
         await send_json(send, 200, {"status": "alive"})
 
     return handler
 
 
-def readiness(is_ready: Callable[[], tuple[bool, dict[str, str]]]) -> Callable[
-    [Request, Receive, Send], object
-]:
+def readiness(is_ready: Callable[[], tuple[bool, dict[str, str]]]) -> Handler:
     async def handler(request: Request, receive: Receive, send: Send) -> None:
         ready, checks = is_ready()
         await send_json(send, 200 if ready else 503,

@@ -11,7 +11,7 @@ from sluicegate.policy.keys import check_imported_key, generate_key, hash_key, k
 from sluicegate.settings import Settings
 from sluicegate.store.keys import KeyRecord, KeyStore
 
-PEPPER_SECRET_NAME = "key_hash_pepper"
+PEPPER_SECRET_NAME = "key_hash_pepper"  # noqa: S105 (a row name, not a secret)
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
