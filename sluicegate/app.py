@@ -81,8 +81,12 @@ class Gateway:
             status, kind, message = 405, "invalid_request_error", "Method not allowed."
         else:
             status, kind, message = 404, "not_found_error", f"No route for {path[:200]}."
-        await send_bytes(send, status, anthropic_error_body(kind, message),
-                         [(b"content-type", b"application/json")])
+        await send_bytes(
+            send,
+            status,
+            anthropic_error_body(kind, message),
+            [(b"content-type", b"application/json")],
+        )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -105,8 +109,7 @@ class Gateway:
         await ensure_schema(settings.database_url, auto_migrate=settings.migrate_on_start)
         engine = create_engine(settings.database_url)
         store = KeyStore(engine)
-        keys = KeyCache(store, await key_pepper(settings, store),
-                        settings.server.key_sync_interval)
+        keys = KeyCache(store, await key_pepper(settings, store), settings.server.key_sync_interval)
         await keys.start()
         fake = None
         builtin: tuple[str, Secret] | None = None
@@ -126,8 +129,9 @@ class Gateway:
         providers: dict[str, Provider] = {
             "anthropic": AnthropicProvider(session, settings.anthropic_version),
         }
-        pipeline = Pipeline(keys, router, providers, settings.server.max_body_size,
-                            request_logger())
+        pipeline = Pipeline(
+            keys, router, providers, settings.server.max_body_size, request_logger()
+        )
         self._set_routes(pipeline)
         self._started_at = time.monotonic()
 

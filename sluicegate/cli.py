@@ -38,8 +38,11 @@ def ensure_port_free(host: str, port: int) -> None:
             probe.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                fail(f"port {port} on {host} is already in use; stop the other process or "
-                     "pick another port with --port", code=1)
+                fail(
+                    f"port {port} on {host} is already in use; stop the other process or "
+                    "pick another port with --port",
+                    code=1,
+                )
             fail(f"cannot listen on {host}:{port}: {exc.strerror}", code=1)
 
 
@@ -104,9 +107,14 @@ def db_upgrade(config: ConfigOption = None) -> None:
 def fake_upstream(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8500,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    api_key: Annotated[str | None, typer.Option(
-        "--api-key", envvar="FAKE_UPSTREAM_API_KEY",
-        help="Upstream key the fake requires (x-api-key / Bearer); none = accept any.")] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="FAKE_UPSTREAM_API_KEY",
+            help="Upstream key the fake requires (x-api-key / Bearer); none = accept any.",
+        ),
+    ] = None,
 ) -> None:
     """Run the scriptable fake LLM provider (Anthropic + OpenAI wire formats)."""
     from sluicegate.fake_upstream import run_fake_upstream

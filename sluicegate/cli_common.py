@@ -15,8 +15,12 @@ T = TypeVar("T")
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="YAML config file. Without it: embedded defaults "
-                 "(SQLite under ./data or $SLUICEGATE_DATA_DIR, demo model, claude-*)."),
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML config file. Without it: embedded defaults "
+        "(SQLite under ./data or $SLUICEGATE_DATA_DIR, demo model, claude-*).",
+    ),
 ]
 
 

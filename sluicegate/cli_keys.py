@@ -49,13 +49,24 @@ def _status(record: KeyRecord, now: datetime) -> str:
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="Unique name (partner or app).")],
     config: ConfigOption = None,
-    models: Annotated[str | None, typer.Option(
-        help="Comma-separated model names or patterns this key may use (default: all).")] = None,
-    expires: Annotated[str | None, typer.Option(
-        help="Expiry: a duration such as 30d, 12h, 2w, or an ISO 8601 date.")] = None,
-    key: Annotated[str | None, typer.Option(
-        "--key", help="Import this existing key value (migration from another gateway). "
-        "Weak values are refused.")] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated model names or patterns this key may use (default: all)."
+        ),
+    ] = None,
+    expires: Annotated[
+        str | None,
+        typer.Option(help="Expiry: a duration such as 30d, 12h, 2w, or an ISO 8601 date."),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            help="Import this existing key value (migration from another gateway). "
+            "Weak values are refused.",
+        ),
+    ] = None,
 ) -> None:
     """Create a gateway key and print it (alone, on stdout). It is shown only once."""
     settings = settings_for(config)
@@ -68,8 +79,9 @@ def keys_create(
     async def work() -> tuple[KeyRecord, str]:
         async with opened_store(settings) as store:
             pepper = await key_pepper(settings, store)
-            return await create_key(store, pepper, name=name, models=allowed,
-                                    expires_at=expires_at, value=key)
+            return await create_key(
+                store, pepper, name=name, models=allowed, expires_at=expires_at, value=key
+            )
 
     try:
         record, value = run_async(work())
@@ -80,8 +92,7 @@ def keys_create(
     except ValueError as exc:
         fail(str(exc))
     typer.echo(value)
-    typer.echo(f"created key {record.name!r} ({record.id}); it will not be shown again",
-               err=True)
+    typer.echo(f"created key {record.name!r} ({record.id}); it will not be shown again", err=True)
 
 
 @keys_app.command("list")
@@ -99,18 +110,31 @@ def keys_list(
     records = run_async(work())
     now = datetime.now(UTC)
     if as_json:
-        rows = [{
-            "id": r.id, "name": r.name, "hint": r.key_hint, "models": list(r.models),
-            "status": _status(r, now), "created_at": r.created_at.isoformat(),
-            "expires_at": r.expires_at.isoformat() if r.expires_at else None,
-        } for r in records]
+        rows = [
+            {
+                "id": r.id,
+                "name": r.name,
+                "hint": r.key_hint,
+                "models": list(r.models),
+                "status": _status(r, now),
+                "created_at": r.created_at.isoformat(),
+                "expires_at": r.expires_at.isoformat() if r.expires_at else None,
+            }
+            for r in records
+        ]
         typer.echo(json.dumps(rows, indent=2))
         return
     table = Table("id", "name", "hint", "models", "status", "created (UTC)", "expires (UTC)")
     for r in records:
-        table.add_row(r.id, r.name, r.key_hint, ",".join(r.models) or "*", _status(r, now),
-                      f"{r.created_at:%Y-%m-%d %H:%M}",
-                      f"{r.expires_at:%Y-%m-%d %H:%M}" if r.expires_at else "-")
+        table.add_row(
+            r.id,
+            r.name,
+            r.key_hint,
+            ",".join(r.models) or "*",
+            _status(r, now),
+            f"{r.created_at:%Y-%m-%d %H:%M}",
+            f"{r.expires_at:%Y-%m-%d %H:%M}" if r.expires_at else "-",
+        )
     Console().print(table)
 
 

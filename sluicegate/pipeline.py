@@ -66,19 +66,26 @@ class RequestRecord:
     def fields(self) -> dict[str, Any]:
         now = time.perf_counter()
         out: dict[str, Any] = {
-            "request_id": self.request_id, "endpoint": self.endpoint, "status": self.status,
-            "key_name": self.key_name, "model": self.model, "deployment": self.deployment,
-            "upstream_model": self.upstream_model, "stream": self.stream,
+            "request_id": self.request_id,
+            "endpoint": self.endpoint,
+            "status": self.status,
+            "key_name": self.key_name,
+            "model": self.model,
+            "deployment": self.deployment,
+            "upstream_model": self.upstream_model,
+            "stream": self.stream,
             "upstream_request_id": self.upstream_request_id,
             "latency_ms": round((now - self.started) * 1000, 2),
         }
         if self.first_token_at is not None:
             out["ttft_ms"] = round((self.first_token_at - self.started) * 1000, 2)
         if self.usage is not None:
-            out.update(input_tokens=self.usage.input_tokens,
-                       output_tokens=self.usage.output_tokens,
-                       cache_read_tokens=self.usage.cache_read_input_tokens,
-                       cache_write_tokens=self.usage.cache_creation_input_tokens)
+            out.update(
+                input_tokens=self.usage.input_tokens,
+                output_tokens=self.usage.output_tokens,
+                cache_read_tokens=self.usage.cache_read_input_tokens,
+                cache_write_tokens=self.usage.cache_creation_input_tokens,
+            )
         if self.error_type:
             out["error_type"] = self.error_type
         if self.session_id:
@@ -214,14 +221,18 @@ class Pipeline:
     # -- answers and settlement --------------------------------------------------------
 
     async def _refuse(
-        self, send: Send, record: RequestRecord, error: GatewayError,
+        self,
+        send: Send,
+        record: RequestRecord,
+        error: GatewayError,
         headers: HeaderList | None = None,
     ) -> None:
         status, body, extra = render_anthropic(error)
         record.status, record.error_type = status, error.error_type
         base = headers or [(b"request-id", record.request_id.encode())]
-        await send_bytes(send, status, body, [(b"content-type", b"application/json"),
-                                              *base, *extra])
+        await send_bytes(
+            send, status, body, [(b"content-type", b"application/json"), *base, *extra]
+        )
         self._settle(record)
 
     def _settle(self, record: RequestRecord) -> None:

@@ -87,8 +87,16 @@ SecretRef = Annotated[
     PlainSerializer(lambda s: "***redacted***" if s.source == "inline" else f"{s.source} (***)"),
 ]
 
-_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
-               "gb": 1000**3, "gib": 1024**3}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
 
 
 def _parse_size(value: Any) -> Any:
@@ -102,6 +110,20 @@ def _parse_size(value: Any) -> Any:
 
 
 ByteSize = Annotated[int, BeforeValidator(_parse_size), Field(gt=0)]
+
+
+def _env_or_literal(value: Any) -> Any:
+    """``os.environ/NAME`` resolved to its value; anything else as written."""
+    resolved = _resolve_secret(value) if isinstance(value, str) else value
+    return resolved.reveal() if isinstance(resolved, Secret) else resolved
+
+
+def _redact_url_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
 class _Strict(BaseModel):
@@ -146,7 +168,9 @@ class ModelEntry(_Strict):
     model_name: str = Field(min_length=1, max_length=200)
     provider: Literal["anthropic", "openai"]
     model: str | None = Field(
-        None, min_length=1, max_length=200,
+        None,
+        min_length=1,
+        max_length=200,
         description="upstream model id; defaults to the name the client sent",
     )
     api_base: str
@@ -179,14 +203,18 @@ class ModelEntry(_Strict):
 
 
 class Settings(_Strict):
-    database_url: str = "sqlite:///./data/sluicegate.db"
+    database_url: Annotated[str, BeforeValidator(_env_or_literal)] = (
+        "sqlite:///./data/sluicegate.db"
+    )
     auto_migrate: bool | None = Field(
-        None, description="run migrations at start-up; default: yes on SQLite, no on "
+        None,
+        description="run migrations at start-up; default: yes on SQLite, no on "
         "PostgreSQL (run `sluicegate db upgrade` once per release there)",
     )
     admin_token: SecretRef | None = None
     key_hash_secret: SecretRef | None = Field(
-        None, description="pepper for gateway-key hashes; when unset one is generated and "
+        None,
+        description="pepper for gateway-key hashes; when unset one is generated and "
         "kept in the database",
     )
     anthropic_version: str = Field(
@@ -217,7 +245,9 @@ class Settings(_Strict):
 
     def redacted(self) -> dict[str, Any]:
         """The resolved configuration as plain data, secrets replaced by their source."""
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        data["database_url"] = _redact_url_password(self.database_url)
+        return data
 
     @property
     def migrate_on_start(self) -> bool:
@@ -294,16 +324,16 @@ def embedded_defaults() -> Settings:
         {"model_name": DEMO_MODEL, "provider": "anthropic", "api_base": BUILTIN_FAKE},
     ]
     if os.environ.get("ANTHROPIC_API_KEY"):
-        models.append({
-            "model_name": "claude-*",
-            "provider": "anthropic",
-            "api_base": os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
-            "api_key": "os.environ/ANTHROPIC_API_KEY",
-        })
-    else:
         models.append(
-            {"model_name": "claude-*", "provider": "anthropic", "api_base": BUILTIN_FAKE}
+            {
+                "model_name": "claude-*",
+                "provider": "anthropic",
+                "api_base": os.environ.get("ANTHROPIC_BASE_URL", "https://api.anthropic.com"),
+                "api_key": "os.environ/ANTHROPIC_API_KEY",
+            }
         )
+    else:
+        models.append({"model_name": "claude-*", "provider": "anthropic", "api_base": BUILTIN_FAKE})
     data: dict[str, Any] = {
         "database_url": f"sqlite:///{data_dir}/sluicegate.db",
         "model_list": models,

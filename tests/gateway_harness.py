@@ -30,29 +30,47 @@ def free_port() -> int:
         return port
 
 
-def sluicegate_cli(*args: str, env: dict[str, str] | None = None,
-                   check: bool = True) -> subprocess.CompletedProcess[str]:
+def sluicegate_cli(
+    *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*SLUICEGATE, *args], capture_output=True, text=True, timeout=60, check=check,
+        [*SLUICEGATE, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
         env={**os.environ, **(env or {})},
     )
 
 
 def default_model_list(upstream_url: str) -> list[dict[str, object]]:
     def entry(name: str, **extra: object) -> dict[str, object]:
-        return {"model_name": name, "provider": "anthropic", "api_base": upstream_url,
-                "api_key": "os.environ/TEST_UPSTREAM_KEY", **extra}
+        return {
+            "model_name": name,
+            "provider": "anthropic",
+            "api_base": upstream_url,
+            "api_key": "os.environ/TEST_UPSTREAM_KEY",
+            **extra,
+        }
 
     return [
         entry("claude-sonnet-4-6"),
         entry("team-alias", model="claude-opus-4-7"),  # alias rewritten to an upstream id
         entry("slow-model", timeouts={"first_byte": 1.0, "idle": 1.0}),
         entry("claude-*"),
-        {"model_name": "prefixed", "provider": "anthropic",
-         "api_base": upstream_url + "/some/prefix", "api_key": "os.environ/TEST_UPSTREAM_KEY"},
-        {"model_name": "unreachable", "provider": "anthropic",
-         "api_base": f"http://127.0.0.1:{free_port()}", "api_key": "os.environ/TEST_UPSTREAM_KEY",
-         "timeouts": {"connect": 1.0}},
+        {
+            "model_name": "prefixed",
+            "provider": "anthropic",
+            "api_base": upstream_url + "/some/prefix",
+            "api_key": "os.environ/TEST_UPSTREAM_KEY",
+        },
+        {
+            "model_name": "unreachable",
+            "provider": "anthropic",
+            "api_base": f"http://127.0.0.1:{free_port()}",
+            "api_key": "os.environ/TEST_UPSTREAM_KEY",
+            "timeouts": {"connect": 1.0},
+        },
     ]
 
 
@@ -66,8 +84,9 @@ class Gateway:
     keys: dict[str, str] = field(default_factory=dict)
 
     def create_key(self, name: str, *extra: str) -> str:
-        done = sluicegate_cli("keys", "create", "--config", str(self.config), "--name", name,
-                              *extra, env=self.env)
+        done = sluicegate_cli(
+            "keys", "create", "--config", str(self.config), "--name", name, *extra, env=self.env
+        )
         key = done.stdout.strip()
         self.keys[name] = key
         return key
@@ -101,7 +120,10 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> No
 
 
 def start_gateway(
-    workdir: Path, upstream: FakeUpstream, *, extra_config: dict[str, object] | None = None,
+    workdir: Path,
+    upstream: FakeUpstream,
+    *,
+    extra_config: dict[str, object] | None = None,
     model_list: list[dict[str, object]] | None = None,
 ) -> Gateway:
     workdir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +141,9 @@ def start_gateway(
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [*SLUICEGATE, "serve", "--config", str(config_path), "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
         )
     url = f"http://127.0.0.1:{port}"
     try:

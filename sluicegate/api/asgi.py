@@ -82,9 +82,7 @@ async def read_body(receive: Receive, request: Request, limit: int) -> bytes:
         if chunk:
             size += len(chunk)
             if size > limit:
-                raise RequestTooLarge(
-                    f"Request body exceeds the gateway's limit of {limit} bytes."
-                )
+                raise RequestTooLarge(f"Request body exceeds the gateway's limit of {limit} bytes.")
             chunks.append(chunk)
         if not message.get("more_body", False):
             break

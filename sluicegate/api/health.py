@@ -19,7 +19,10 @@ def liveliness() -> Handler:
 def readiness(is_ready: Callable[[], tuple[bool, dict[str, str]]]) -> Handler:
     async def handler(request: Request, receive: Receive, send: Send) -> None:
         ready, checks = is_ready()
-        await send_json(send, 200 if ready else 503,
-                        {"status": "ready" if ready else "not ready", "checks": checks})
+        await send_json(
+            send,
+            200 if ready else 503,
+            {"status": "ready" if ready else "not ready", "checks": checks},
+        )
 
     return handler

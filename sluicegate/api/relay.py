@@ -76,11 +76,13 @@ async def relay_stream(
     """Relay an SSE stream chunk by chunk while observing it; end it cleanly whatever
     happens upstream. Returns what the observer saw."""
     observer = SSEObserver()
-    await send({
-        "type": "http.response.start",
-        "status": upstream.status,
-        "headers": [*SSE_HEADERS, *headers],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": upstream.status,
+            "headers": [*SSE_HEADERS, *headers],
+        }
+    )
     tail = b""
     try:
         async for chunk in upstream.iter_chunks():

@@ -27,8 +27,12 @@ class Usage:
     def update(self, data: Any) -> None:
         if not isinstance(data, dict):
             return
-        for name in ("input_tokens", "output_tokens", "cache_read_input_tokens",
-                     "cache_creation_input_tokens"):
+        for name in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_input_tokens",
+            "cache_creation_input_tokens",
+        ):
             value = data.get(name)
             if isinstance(value, int) and not isinstance(value, bool):
                 setattr(self, name, value)

@@ -112,8 +112,9 @@ class KeyCache:
                 self.store_reachable = True
             except Exception:  # keep serving from the last good map
                 if self.store_reachable:
-                    log.warning("key sync failed; serving with the keys loaded before",
-                                exc_info=True)
+                    log.warning(
+                        "key sync failed; serving with the keys loaded before", exc_info=True
+                    )
                 self.store_reachable = False
 
     def _lookup(self, candidate: str, now: float) -> Principal | None:

@@ -20,9 +20,7 @@ async def key_pepper(settings: Settings, store: KeyStore) -> bytes:
     """The server secret keyed into gateway-key hashes (config first, else the database)."""
     if settings.key_hash_secret is not None:
         return settings.key_hash_secret.reveal().encode()
-    value = await store.get_or_create_secret(
-        PEPPER_SECRET_NAME, lambda: secrets.token_urlsafe(32)
-    )
+    value = await store.get_or_create_secret(PEPPER_SECRET_NAME, lambda: secrets.token_urlsafe(32))
     return value.encode()
 
 

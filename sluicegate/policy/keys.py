@@ -16,8 +16,18 @@ KEY_PREFIX = "sk-sg-"
 MIN_IMPORTED_LENGTH = 24
 MIN_IMPORTED_BITS = 96.0
 # Substrings that make an imported key guessable whatever its length.
-_WEAK_FRAGMENTS = ("password", "passwd", "secret", "changeme", "qwerty", "letmein",
-                   "123456", "abcdef", "admin", "example")
+_WEAK_FRAGMENTS = (
+    "password",
+    "passwd",
+    "secret",
+    "changeme",
+    "qwerty",
+    "letmein",
+    "123456",
+    "abcdef",
+    "admin",
+    "example",
+)
 
 
 class WeakKeyError(ValueError):

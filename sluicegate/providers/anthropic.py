@@ -19,7 +19,8 @@ class AnthropicProvider:
         # Every anthropic-* header (version, beta, ...) travels unchanged: a beta body field
         # and its header must arrive together. The client's own credential never does.
         headers = {
-            name: value for name, value in call.client_headers.items()
+            name: value
+            for name, value in call.client_headers.items()
             if name.startswith("anthropic-")
         }
         headers.setdefault("anthropic-version", self._default_version)

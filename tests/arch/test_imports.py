@@ -27,8 +27,11 @@ def test_providers_never_import_translate_or_api() -> None:
 
 def test_translate_imports_nothing_of_the_gateway() -> None:
     for module, names in imports_of("translate").items():
-        bad = {n for n in names if n.startswith("sluicegate") and
-               not n.startswith("sluicegate.translate")}
+        bad = {
+            n
+            for n in names
+            if n.startswith("sluicegate") and not n.startswith("sluicegate.translate")
+        }
         assert not bad, f"{module} imports {bad}"
 
 

@@ -34,13 +34,21 @@ def test_hint_reveals_only_the_tail() -> None:
     key = generate_key()
     hint = key_hint(key)
     assert hint.startswith(KEY_PREFIX) and hint.endswith(key[-4:])
-    assert key[len(KEY_PREFIX):-4] not in hint
+    assert key[len(KEY_PREFIX) : -4] not in hint
 
 
-@pytest.mark.parametrize("weak", [
-    "sk-1234", "a" * 40, "password-password-password", "sk-abcdefabcdefabcdefabcdef",
-    "sk-" + "ab" * 20, "key with spaces in it 1234567890", "é" * 30,
-])
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "sk-1234",
+        "a" * 40,
+        "password-password-password",
+        "sk-abcdefabcdefabcdefabcdef",
+        "sk-" + "ab" * 20,
+        "key with spaces in it 1234567890",
+        "é" * 30,
+    ],
+)
 def test_weak_imports_refused(weak: str) -> None:
     with pytest.raises(WeakKeyError):
         check_imported_key(weak)

@@ -18,8 +18,11 @@ def entry(name: str, **extra: object) -> dict[str, object]:
 
 
 def test_exact_beats_wildcard_and_wildcards_keep_config_order() -> None:
-    r = router(entry("claude-*", api_base="https://wild"), entry("claude-sonnet-4-6"),
-               entry("claude-s*", api_base="https://later"))
+    r = router(
+        entry("claude-*", api_base="https://wild"),
+        entry("claude-sonnet-4-6"),
+        entry("claude-s*", api_base="https://later"),
+    )
     assert r.resolve("claude-sonnet-4-6")[0].deployment.api_base == "https://u"
     assert r.resolve("claude-sonnet-9")[0].deployment.api_base == "https://wild"
     assert r.resolve("gpt-4o") == []
@@ -42,7 +45,8 @@ def test_listed_models_expand_wildcards_from_catalog() -> None:
     listed = router(entry("demo"), entry("claude-sonnet-*")).listed_models()
     assert listed[0] == "demo"
     assert "claude-sonnet-4-6" in listed and all(
-        m == "demo" or m.startswith("claude-sonnet-") for m in listed)
+        m == "demo" or m.startswith("claude-sonnet-") for m in listed
+    )
 
 
 def test_memo_stays_bounded() -> None:
@@ -53,7 +57,10 @@ def test_memo_stays_bounded() -> None:
 
 
 def test_body_passes_through_byte_identical_unless_model_changes() -> None:
-    raw = b'{"z":1,"model":"m","max_tokens":5,"messages":[],"system":[{"type":"text","text":"\\u00e9"}]}'
+    raw = (
+        b'{"z":1,"model":"m","max_tokens":5,"messages":[],'
+        b'"system":[{"type":"text","text":"\\u00e9"}]}'
+    )
     parsed = parse_messages(raw)
     assert parsed.body_for("m") is raw
     rewritten = orjson.loads(parsed.body_for("upstream-m"))
@@ -61,19 +68,24 @@ def test_body_passes_through_byte_identical_unless_model_changes() -> None:
     assert rewritten["model"] == "upstream-m" and rewritten["system"][0]["text"] == "é"
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    (b"", "empty"), (b"{", "not valid JSON"), (b"[]", "JSON object"),
-    (b'{"max_tokens":1,"messages":[]}', "model: Field required"),
-    (b'{"model":"m","messages":[]}', "max_tokens: Field required"),
-    (b'{"model":"m","max_tokens":1}', "messages: Field required"),
-    (b'{"model":"m","max_tokens":"1","messages":[]}', "max_tokens"),
-    (b'{"model":"m","max_tokens":true,"messages":[]}', "max_tokens"),
-    (b'{"model":"m","max_tokens":0,"messages":[]}', "max_tokens"),
-    (b'{"model":5,"max_tokens":1,"messages":[]}', "model"),
-    (b'{"model":"m","max_tokens":1,"messages":{}}', "messages"),
-    (b'{"model":"m","max_tokens":1,"messages":[],"stream":"yes"}', "stream"),
-    (b'\xff\xfe', "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "empty"),
+        (b"{", "not valid JSON"),
+        (b"[]", "JSON object"),
+        (b'{"max_tokens":1,"messages":[]}', "model: Field required"),
+        (b'{"model":"m","messages":[]}', "max_tokens: Field required"),
+        (b'{"model":"m","max_tokens":1}', "messages: Field required"),
+        (b'{"model":"m","max_tokens":"1","messages":[]}', "max_tokens"),
+        (b'{"model":"m","max_tokens":true,"messages":[]}', "max_tokens"),
+        (b'{"model":"m","max_tokens":0,"messages":[]}', "max_tokens"),
+        (b'{"model":5,"max_tokens":1,"messages":[]}', "model"),
+        (b'{"model":"m","max_tokens":1,"messages":{}}', "messages"),
+        (b'{"model":"m","max_tokens":1,"messages":[],"stream":"yes"}', "stream"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
 def test_bad_messages_bodies(body: bytes, message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
         parse_messages(body)

@@ -11,8 +11,11 @@ from sluicegate.settings import (
     settings_from_mapping,
 )
 
-MINIMAL_MODEL = {"model_name": "claude-sonnet-4-6", "provider": "anthropic",
-                 "api_base": "https://api.anthropic.com"}
+MINIMAL_MODEL = {
+    "model_name": "claude-sonnet-4-6",
+    "provider": "anthropic",
+    "api_base": "https://api.anthropic.com",
+}
 
 
 def test_issue_example_keys_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,45 +51,56 @@ def test_unknown_key_names_its_path() -> None:
 def test_missing_env_var_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ANTHROPIC_KEY_MISSING", raising=False)
     with pytest.raises(ConfigError) as info:
-        settings_from_mapping({"model_list": [
-            {**MINIMAL_MODEL, "api_key": "os.environ/ANTHROPIC_KEY_MISSING"}]})
+        settings_from_mapping(
+            {"model_list": [{**MINIMAL_MODEL, "api_key": "os.environ/ANTHROPIC_KEY_MISSING"}]}
+        )
     assert "model_list[0].api_key: environment variable ANTHROPIC_KEY_MISSING is not set" in str(
-        info.value)
+        info.value
+    )
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    (1024, 1024), ("32MiB", 32 * 1024 * 1024), ("10 MB", 10_000_000), ("512kib", 512 * 1024)])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(1024, 1024), ("32MiB", 32 * 1024 * 1024), ("10 MB", 10_000_000), ("512kib", 512 * 1024)],
+)
 def test_body_size_units(raw: object, expected: int) -> None:
-    assert settings_from_mapping({"server": {"max_body_size": raw}}).server.max_body_size == expected
+    assert (
+        settings_from_mapping({"server": {"max_body_size": raw}}).server.max_body_size == expected
+    )
 
 
 def test_body_size_default_is_32_mib() -> None:
     assert settings_from_mapping({}).server.max_body_size == 32 * 1024 * 1024
 
 
-@pytest.mark.parametrize("bad", [
-    {"server": {"max_body_size": "lots"}},
-    {"database_url": "mysql://x"},
-    {"model_list": [{**MINIMAL_MODEL, "provider": "cohere"}]},
-    {"model_list": [{**MINIMAL_MODEL, "api_base": "ftp://host"}]},
-    {"model_list": [{**MINIMAL_MODEL, "api_base": "https://h/x?y=1"}]},
-    {"model_list": [MINIMAL_MODEL, MINIMAL_MODEL]},
-    {"timeouts": {"connect": -1}},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"server": {"max_body_size": "lots"}},
+        {"database_url": "mysql://x"},
+        {"model_list": [{**MINIMAL_MODEL, "provider": "cohere"}]},
+        {"model_list": [{**MINIMAL_MODEL, "api_base": "ftp://host"}]},
+        {"model_list": [{**MINIMAL_MODEL, "api_base": "https://h/x?y=1"}]},
+        {"model_list": [MINIMAL_MODEL, MINIMAL_MODEL]},
+        {"timeouts": {"connect": -1}},
+    ],
+)
 def test_invalid_values_rejected(bad: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         settings_from_mapping(bad)
 
 
 def test_api_base_may_carry_a_path_prefix() -> None:
-    entry = settings_from_mapping({"model_list": [
-        {**MINIMAL_MODEL, "api_base": "https://proxy.internal/anthropic/"}]}).model_list[0]
+    entry = settings_from_mapping(
+        {"model_list": [{**MINIMAL_MODEL, "api_base": "https://proxy.internal/anthropic/"}]}
+    ).model_list[0]
     assert entry.api_base == "https://proxy.internal/anthropic"
 
 
 def test_per_model_timeouts_override_defaults() -> None:
-    settings = settings_from_mapping({"timeouts": {"idle": 30}, "model_list": [
-        {**MINIMAL_MODEL, "timeouts": {"first_byte": 5}}]})
+    settings = settings_from_mapping(
+        {"timeouts": {"idle": 30}, "model_list": [{**MINIMAL_MODEL, "timeouts": {"first_byte": 5}}]}
+    )
     merged = settings.model_list[0].timeouts.over(settings.timeouts)
     assert (merged.first_byte, merged.idle, merged.connect) == (5, 30, 10)
 
@@ -114,12 +128,20 @@ def test_embedded_defaults_route_claude_to_anthropic_with_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-real")
-    claude = [m for m in embedded_defaults().model_list if m.model_name == "claude-*"][0]
+    claude = next(m for m in embedded_defaults().model_list if m.model_name == "claude-*")
     assert claude.api_base == "https://api.anthropic.com"
     assert claude.api_key == Secret("sk-ant-real")
 
 
 def test_postgres_does_not_migrate_on_start_by_default() -> None:
     assert not settings_from_mapping({"database_url": "postgresql://h/db"}).migrate_on_start
-    assert settings_from_mapping({"database_url": "postgresql://h/db",
-                                  "auto_migrate": True}).migrate_on_start
+    assert settings_from_mapping(
+        {"database_url": "postgresql://h/db", "auto_migrate": True}
+    ).migrate_on_start
+
+
+def test_database_url_from_env_and_password_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_URL_CANARY", "postgresql://app:pw-canary-789@db:5432/gw")
+    settings = settings_from_mapping({"database_url": "os.environ/DB_URL_CANARY"})
+    assert settings.database_url == "postgresql://app:pw-canary-789@db:5432/gw"
+    assert settings.redacted()["database_url"] == "postgresql://app:***@db:5432/gw"

@@ -17,7 +17,7 @@ def feed_all(chunks: list[bytes]) -> tuple[bytes, SSEObserver]:
 
 @pytest.mark.parametrize("size", [1, 2, 7, 64, 1000, len(STREAM)])
 def test_relayed_bytes_identical_for_any_chunking(size: int) -> None:
-    chunks = [STREAM[i:i + size] for i in range(0, len(STREAM), size)]
+    chunks = [STREAM[i : i + size] for i in range(0, len(STREAM), size)]
     out, observer = feed_all(chunks)
     assert out == STREAM
     assert observer.pending == 0
@@ -34,26 +34,28 @@ def test_relayed_bytes_identical_for_any_chunking(size: int) -> None:
 
 def test_partial_event_is_held_back() -> None:
     observer = SSEObserver()
-    first, rest = STREAM.split(b"event: ping", 1)
-    assert observer.feed(first + b"event: ping\ndata: {\"ty") == first
+    first, _rest = STREAM.split(b"event: ping", 1)
+    assert observer.feed(first + b'event: ping\ndata: {"ty') == first
     assert observer.pending > 0
-    assert observer.feed(b"pe\": \"ping\"}\n\n") == b"event: ping\ndata: {\"type\": \"ping\"}\n\n"
+    assert observer.feed(b'pe": "ping"}\n\n') == b'event: ping\ndata: {"type": "ping"}\n\n'
     assert observer.pending == 0
 
 
 def test_crlf_line_endings() -> None:
     crlf = STREAM.replace(b"\n", b"\r\n")
-    out, observer = feed_all([crlf[i:i + 5] for i in range(0, len(crlf), 5)])
+    out, observer = feed_all([crlf[i : i + 5] for i in range(0, len(crlf), 5)])
     assert out == crlf
     assert observer.observation.stop_reason == "tool_use"
 
 
 def test_error_event_is_observed() -> None:
-    out, observer = feed_all([
-        b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\n",
-        b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
-        b"\"message\":\"Overloaded\"}}\n\n",
-    ])
+    _out, observer = feed_all(
+        [
+            b'event: message_start\ndata: {"type":"message_start","message":{"id":"m"}}\n\n',
+            b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
+            b'"message":"Overloaded"}}\n\n',
+        ]
+    )
     assert observer.observation.error_type == "overloaded_error"
     assert observer.observation.complete and not observer.observation.saw_message_stop
 
@@ -65,6 +67,12 @@ def test_truncated_stream_is_not_complete() -> None:
 
 
 def test_garbage_data_does_not_raise() -> None:
-    _, observer = feed_all([b"event: message_start\ndata: {not json\n\n",
-                            b": comment\n\n", b"data: [1,2]\n\n", b"event: error\ndata: 5\n\n"])
+    _, observer = feed_all(
+        [
+            b"event: message_start\ndata: {not json\n\n",
+            b": comment\n\n",
+            b"data: [1,2]\n\n",
+            b"event: error\ndata: 5\n\n",
+        ]
+    )
     assert observer.observation.upstream_message_id is None
