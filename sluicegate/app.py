@@ -16,7 +16,15 @@ from typing import Any
 
 import aiohttp
 
-from sluicegate.api.asgi import Receive, Request, Scope, Send, send_bytes
+from sluicegate.api.asgi import (
+    JSON_CONTENT,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    request_id_header,
+    send_bytes,
+)
 from sluicegate.api.health import liveliness, readiness
 from sluicegate.errors import anthropic_error_body
 from sluicegate.fake_upstream import FakeUpstream
@@ -82,10 +90,7 @@ class Gateway:
         else:
             status, kind, message = 404, "not_found_error", f"No route for {path[:200]}."
         await send_bytes(
-            send,
-            status,
-            anthropic_error_body(kind, message),
-            [(b"content-type", b"application/json")],
+            send, status, anthropic_error_body(kind, message), [JSON_CONTENT, request_id_header()]
         )
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

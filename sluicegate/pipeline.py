@@ -16,7 +16,6 @@ status: later failures are reported inside the stream.
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +24,13 @@ import orjson
 
 from sluicegate.api.anthropic import ParsedRequest, model_page, parse_count_tokens, parse_messages
 from sluicegate.api.asgi import (
+    JSON_CONTENT,
     ClientDisconnected,
     HeaderList,
     Receive,
     Request,
     Send,
+    new_request_id,
     read_body,
     send_bytes,
     send_json,
@@ -93,10 +94,6 @@ class RequestRecord:
         return out
 
 
-def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
-
-
 class Pipeline:
     def __init__(
         self,
@@ -134,6 +131,7 @@ class Pipeline:
             return
         record.status = 200
         await send_json(send, 200, page, headers)
+        self._settle(record)
 
     # -- the data path -----------------------------------------------------------------
 
@@ -141,45 +139,55 @@ class Pipeline:
         endpoint = "messages" if path == "/v1/messages" else "count_tokens"
         record = RequestRecord(new_request_id(), endpoint)
         record.session_id = request.header("x-claude-code-session-id")
-        headers: HeaderList = [(b"request-id", record.request_id.encode())]
         try:
             principal = await self._authenticate(request, record)
             body = await read_body(receive, request, self._max_body)
             parsed = parse_messages(body) if endpoint == "messages" else parse_count_tokens(body)
             record.model, record.stream = parsed.model, parsed.stream
             route = self._route(principal, parsed.model, record)
-            upstream = await cancel_on_disconnect(
-                receive, self._send_upstream(route, parsed, request, path)
+            # seams: limits.reserve(...) and budgets.reserve(...) go here (later issues)
+            await cancel_on_disconnect(
+                receive, self._exchange(send, record, route, parsed, request, path)
             )
         except GatewayError as error:
-            await self._refuse(send, record, error, headers)
+            await self._refuse(send, record, error)
             return
         except ClientDisconnected:
             record.status = CLIENT_DISCONNECTED
-            self._settle(record)
-            return
+        self._settle(record)
+
+    async def _exchange(
+        self,
+        send: Send,
+        record: RequestRecord,
+        route: Route,
+        parsed: ParsedRequest,
+        request: Request,
+        path: str,
+    ) -> None:
+        """Call the upstream and deliver its answer to the client.
+
+        Raises GatewayError only before the first byte went to the client; after that,
+        failures are reported inside the stream by :func:`relay_stream`.
+        """
+        upstream = await self._send_upstream(route, parsed, request, path)
         record.status = upstream.status
         record.upstream_request_id = upstream.request_id
+        headers: HeaderList = [(b"request-id", record.request_id.encode())]
         try:
             if parsed.stream and upstream.status < 300:
-                observation = await cancel_on_disconnect(
-                    receive, relay_stream(send, upstream, headers)
-                )
+                observation = await relay_stream(send, upstream, headers)
                 record.usage = observation.usage
                 record.first_token_at = observation.first_token_at
                 record.error_type = observation.error_type
             else:
-                body = await cancel_on_disconnect(receive, upstream.read())
+                body = await upstream.read()
                 await relay_body(send, upstream, body, headers)
-                if endpoint == "messages" and upstream.status < 300:
+                if record.endpoint == "messages" and upstream.status < 300:
                     record.usage = _json_usage(body)
-        except GatewayError as error:  # failed reading a non-streamed body
-            await self._refuse(send, record, error, headers)
-            return
-        except ClientDisconnected:
-            upstream.close()
-            record.status = CLIENT_DISCONNECTED
-        self._settle(record)
+        except BaseException:
+            upstream.close()  # client gone or relay failed: don't reuse the connection
+            raise
 
     async def _authenticate(self, request: Request, record: RequestRecord) -> Principal:
         candidates = credentials_from_headers(
@@ -220,19 +228,11 @@ class Pipeline:
 
     # -- answers and settlement --------------------------------------------------------
 
-    async def _refuse(
-        self,
-        send: Send,
-        record: RequestRecord,
-        error: GatewayError,
-        headers: HeaderList | None = None,
-    ) -> None:
+    async def _refuse(self, send: Send, record: RequestRecord, error: GatewayError) -> None:
         status, body, extra = render_anthropic(error)
         record.status, record.error_type = status, error.error_type
-        base = headers or [(b"request-id", record.request_id.encode())]
-        await send_bytes(
-            send, status, body, [(b"content-type", b"application/json"), *base, *extra]
-        )
+        headers = [JSON_CONTENT, (b"request-id", record.request_id.encode()), *extra]
+        await send_bytes(send, status, body, headers)
         self._settle(record)
 
     def _settle(self, record: RequestRecord) -> None:

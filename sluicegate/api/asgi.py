@@ -7,6 +7,7 @@ a hand-written proxy (see bench/).
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -26,6 +27,15 @@ SSE_HEADERS: HeaderList = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+
+
+def new_request_id() -> str:
+    """The gateway's id for one request, sent back as the ``request-id`` header."""
+    return "req_" + secrets.token_hex(12)
+
+
+def request_id_header(request_id: str | None = None) -> tuple[bytes, bytes]:
+    return (b"request-id", (request_id or new_request_id()).encode())
 
 
 class ClientDisconnected(Exception):

@@ -97,7 +97,10 @@ async def open_response(
     timeout = aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.idle)
     try:
         async with asyncio.timeout(t.first_byte):
-            response = await session.post(url, data=body, headers=headers, timeout=timeout)
+            # Never follow redirects: a redirect to another host would carry the provider key.
+            response = await session.post(
+                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+            )
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise map_transport_error(exc) from exc
     return UpstreamResponse(response)
