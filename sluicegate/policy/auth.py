@@ -77,7 +77,7 @@ class KeyCache:
         self._pepper = pepper
         self._sync_interval = sync_interval
         self._by_hash: dict[str, Principal] = {}
-        self._fingerprint: tuple[int, datetime | None] | None = None
+        self._fingerprint: tuple[int, int, datetime | None] | None = None
         self._last_reload = 0.0
         self._reload_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None

@@ -233,12 +233,16 @@ class KeyStore:
             )
             return await self._get(conn, record.id)
 
-    async def fingerprint(self) -> tuple[int, datetime | None]:
-        """``(row count, max(updated_at))``: changes whenever a key is created or revoked."""
-        query = select(func.count(), func.max(gateway_keys.c.updated_at)).select_from(gateway_keys)
+    async def fingerprint(self) -> tuple[int, int, datetime | None]:
+        """``(keys, revoked keys, max(updated_at))``: changes whenever a key is created or
+        revoked. The counts make creation and revocation visible even when hosts' clocks
+        disagree; ``updated_at`` covers other changes."""
+        query = select(
+            func.count(), func.count(gateway_keys.c.revoked_at), func.max(gateway_keys.c.updated_at)
+        ).select_from(gateway_keys)
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).one()
-        return int(row[0]), row[1]
+        return int(row[0]), int(row[1]), row[2]
 
     async def load_active(self, now: datetime) -> builtins.list[KeyRecord]:
         """Keys neither revoked nor expired at ``now`` (timezone-aware), oldest first."""

@@ -272,7 +272,7 @@ async def test_revoke_is_idempotent_and_filters(store: KeyStore) -> None:
 async def test_fingerprint_changes_on_create_and_revoke(
     store: KeyStore, other_store: KeyStore
 ) -> None:
-    assert await store.fingerprint() == (0, None)
+    assert await store.fingerprint() == (0, 0, None)
     await _create(store, "alpha")
     after_create = await other_store.fingerprint()
     assert after_create[0] == 1
@@ -281,7 +281,7 @@ async def test_fingerprint_changes_on_create_and_revoke(
     assert after_second[0] == 2 and after_second != after_create
     await store.revoke("alpha")
     after_revoke = await other_store.fingerprint()
-    assert after_revoke[0] == 2 and after_revoke != after_second
+    assert after_revoke[:2] == (2, 1) and after_revoke != after_second
     assert await store.fingerprint() == after_revoke
     await store.revoke("alpha")  # no change: no new fingerprint
     assert await store.fingerprint() == after_revoke
