@@ -311,7 +311,7 @@ async def test_datetimes_are_timezone_aware_utc(store: KeyStore) -> None:
         _assert_utc(record.created_at, record.expires_at, record.revoked_at, record.updated_at)
         assert record.expires_at == expires
         assert record.expires_at is not None and record.expires_at.hour == 12
-    count, latest = await store.fingerprint()
+    count, _revoked, latest = await store.fingerprint()
     assert count == 1
     _assert_utc(latest)
 
