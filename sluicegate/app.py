@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 
+from sluicegate.api.admin import AdminApi
 from sluicegate.api.asgi import (
     JSON_CONTENT,
     Receive,
@@ -114,7 +115,8 @@ class Gateway:
         await ensure_schema(settings.database_url, auto_migrate=settings.migrate_on_start)
         engine = create_engine(settings.database_url)
         store = KeyStore(engine)
-        keys = KeyCache(store, await key_pepper(settings, store), settings.server.key_sync_interval)
+        pepper = await key_pepper(settings, store)
+        keys = KeyCache(store, pepper, settings.server.key_sync_interval)
         await keys.start()
         fake = None
         builtin: tuple[str, Secret] | None = None
@@ -137,10 +139,10 @@ class Gateway:
         pipeline = Pipeline(
             keys, router, providers, settings.server.max_body_size, request_logger()
         )
-        self._set_routes(pipeline)
+        self._set_routes(pipeline, AdminApi(settings.admin_token, store, keys, pepper))
         self._started_at = time.monotonic()
 
-    def _set_routes(self, pipeline: Pipeline) -> None:
+    def _set_routes(self, pipeline: Pipeline, admin: AdminApi) -> None:
         alive = liveliness()
         self._routes = {
             ("POST", "/v1/messages"): pipeline.messages,
@@ -149,6 +151,9 @@ class Gateway:
             ("GET", "/health/liveliness"): alive,
             ("GET", "/health/liveness"): alive,
             ("GET", "/health/readiness"): readiness(self._readiness),
+            ("POST", "/key/generate"): admin.generate,
+            ("GET", "/key/list"): admin.list,
+            ("POST", "/key/delete"): admin.delete,
         }
         self._paths = {path for _, path in self._routes}
 

@@ -20,6 +20,7 @@ import yaml
 from sluicegate.fake_upstream import FakeUpstream
 
 UPSTREAM_KEY = "sk-ant-upstream-test-9c1f0b7e4d2a"
+ADMIN_TOKEN = "sg-admin-test-token-5b8e2f41c7d9a3e6"
 SLUICEGATE = [sys.executable, "-m", "sluicegate"]
 
 
@@ -129,13 +130,14 @@ def start_gateway(
     workdir.mkdir(parents=True, exist_ok=True)
     config = {
         "database_url": f"sqlite:///{workdir}/sluicegate.db",
+        "admin_token": "os.environ/TEST_ADMIN_TOKEN",
         "server": {"key_sync_interval": 0.5, "max_body_size": "1MiB", "log_level": "info"},
         "model_list": model_list or default_model_list(upstream.url),
         **(extra_config or {}),
     }
     config_path = workdir / "sluicegate.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY}
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_ADMIN_TOKEN": ADMIN_TOKEN}
     port = free_port()
     log_path = workdir / "gateway.log"
     with log_path.open("wb") as log:
