@@ -98,7 +98,7 @@ def db_upgrade(config: ConfigOption = None) -> None:
     from sluicegate.store.db import redact_url
     from sluicegate.store.migrate import head_revision, upgrade
 
-    settings = settings_for(config)
+    settings = settings_for(config, lenient=True)
     run_async(upgrade(settings.database_url))
     typer.echo(f"{redact_url(settings.database_url)} is at revision {head_revision()}", err=True)
 

@@ -29,9 +29,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def settings_for(config: Path | None) -> Settings:
+def settings_for(config: Path | None, *, lenient: bool = False) -> Settings:
+    """The config file's settings, or the embedded defaults. ``lenient`` for commands that
+    never call a provider: provider keys need not be set in their environment."""
     try:
-        return load_settings(config) if config else embedded_defaults()
+        return load_settings(config, lenient=lenient) if config else embedded_defaults()
     except ConfigError as exc:
         where = f" in {config}" if config else ""
         fail(f"invalid configuration{where}:\n{exc}")

@@ -69,7 +69,7 @@ def keys_create(
     ] = None,
 ) -> None:
     """Create a gateway key and print it (alone, on stdout). It is shown only once."""
-    settings = settings_for(config)
+    settings = settings_for(config, lenient=True)
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else []
     try:
         expires_at = parse_expiry(expires) if expires else None
@@ -101,7 +101,7 @@ def keys_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List keys (names, hints, models, status). Never prints a key."""
-    settings = settings_for(config)
+    settings = settings_for(config, lenient=True)
 
     async def work() -> list[KeyRecord]:
         async with opened_store(settings) as store:
@@ -144,7 +144,7 @@ def keys_revoke(
     config: ConfigOption = None,
 ) -> None:
     """Revoke a key. Running gateways stop accepting it within server.key_sync_interval."""
-    settings = settings_for(config)
+    settings = settings_for(config, lenient=True)
 
     async def work() -> KeyRecord:
         async with opened_store(settings) as store:

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -63,7 +64,7 @@ class Secret:
         return hash(("Secret", self.source))
 
 
-def _resolve_secret(value: Any) -> Any:
+def _resolve_secret(value: Any, info: ValidationInfo | None = None) -> Any:
     if isinstance(value, Secret) or value is None:
         return value
     if not isinstance(value, str):
@@ -74,6 +75,8 @@ def _resolve_secret(value: Any) -> Any:
             raise ValueError(f"{value!r} is not a valid environment variable reference")
         resolved = os.environ.get(name)
         if resolved is None or resolved == "":
+            if info is not None and info.context and info.context.get(LENIENT_SECRETS):
+                return Secret("", source=f"{value} (not set here)")
             raise ValueError(f"environment variable {name} is not set")
         return Secret(resolved, source=value)
     if value == "":
@@ -81,10 +84,29 @@ def _resolve_secret(value: Any) -> Any:
     return Secret(value)
 
 
+# Commands that never call a provider (keys, db) validate the config without requiring
+# provider keys and the admin token to be set in their own environment.
+LENIENT_SECRETS = "lenient_secrets"
+
+
+def _show_secret(secret: Secret) -> str:
+    return "***redacted***" if secret.source == "inline" else f"{secret.source} (***)"
+
+
+def _resolve_required_secret(value: Any) -> Any:
+    return _resolve_secret(value)
+
+
+def _resolve_secret_in_context(value: Any, info: ValidationInfo) -> Any:
+    return _resolve_secret(value, info)
+
+
 SecretRef = Annotated[
-    Secret,
-    BeforeValidator(_resolve_secret),
-    PlainSerializer(lambda s: "***redacted***" if s.source == "inline" else f"{s.source} (***)"),
+    Secret, BeforeValidator(_resolve_secret_in_context), PlainSerializer(_show_secret)
+]
+# Needed by every command (the key-hash pepper): never lenient.
+RequiredSecretRef = Annotated[
+    Secret, BeforeValidator(_resolve_required_secret), PlainSerializer(_show_secret)
 ]
 
 _SIZE_UNITS = {
@@ -212,7 +234,7 @@ class Settings(_Strict):
         "PostgreSQL (run `sluicegate db upgrade` once per release there)",
     )
     admin_token: SecretRef | None = None
-    key_hash_secret: SecretRef | None = Field(
+    key_hash_secret: RequiredSecretRef | None = Field(
         None,
         description="pepper for gateway-key hashes; when unset one is generated and "
         "kept in the database",
@@ -284,14 +306,16 @@ def format_validation_error(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def settings_from_mapping(data: Mapping[str, Any]) -> Settings:
+def settings_from_mapping(data: Mapping[str, Any], *, lenient: bool = False) -> Settings:
+    """Validate ``data``. ``lenient``: unset provider keys / admin token are not errors (for
+    commands that never call a provider)."""
     try:
-        return Settings.model_validate(dict(data))
+        return Settings.model_validate(dict(data), context={LENIENT_SECRETS: lenient})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
 
 
-def load_settings(path: str | Path) -> Settings:
+def load_settings(path: str | Path, *, lenient: bool = False) -> Settings:
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
@@ -305,7 +329,7 @@ def load_settings(path: str | Path) -> Settings:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: the top level must be a mapping of settings")
-    return settings_from_mapping(data)
+    return settings_from_mapping(data, lenient=lenient)
 
 
 def default_data_dir() -> Path:

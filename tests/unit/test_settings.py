@@ -145,3 +145,16 @@ def test_database_url_from_env_and_password_redacted(monkeypatch: pytest.MonkeyP
     settings = settings_from_mapping({"database_url": "os.environ/DB_URL_CANARY"})
     assert settings.database_url == "postgresql://app:pw-canary-789@db:5432/gw"
     assert settings.redacted()["database_url"] == "postgresql://app:***@db:5432/gw"
+
+
+def test_lenient_mode_tolerates_unset_provider_keys_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("UNSET_PROVIDER_KEY", raising=False)
+    monkeypatch.delenv("UNSET_PEPPER", raising=False)
+    data = {"model_list": [{**MINIMAL_MODEL, "api_key": "os.environ/UNSET_PROVIDER_KEY"}]}
+    settings = settings_from_mapping(data, lenient=True)
+    assert settings.model_list[0].api_key is not None
+    assert settings.model_list[0].api_key.reveal() == ""
+    with pytest.raises(ConfigError, match="UNSET_PROVIDER_KEY"):
+        settings_from_mapping(data)
+    with pytest.raises(ConfigError, match=r"key_hash_secret: environment variable UNSET_PEPPER"):
+        settings_from_mapping({"key_hash_secret": "os.environ/UNSET_PEPPER"}, lenient=True)
