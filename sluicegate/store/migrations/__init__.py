@@ -12,7 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["SCRIPT_LOCATION", "VERSION_TABLE"]
+__all__ = ["HEAD_REVISION", "SCRIPT_LOCATION", "VERSION_TABLE"]
+
+#: The newest revision in ``versions/``; start-up compares the database with this without
+#: importing Alembic (a test keeps it equal to Alembic's own view of the head).
+HEAD_REVISION = "0001"
 
 #: The directory holding ``env.py`` and ``versions/``.
 SCRIPT_LOCATION = Path(__file__).resolve().parent
