@@ -81,6 +81,8 @@ def serve(
         access_log=False,
         log_config=None,
         server_header=False,
+        # Forwarded headers are never trusted implicitly (a trusted-proxy setting is planned).
+        proxy_headers=False,
         timeout_graceful_shutdown=round(settings.server.shutdown_grace),
     )
 

@@ -7,6 +7,7 @@ a hand-written proxy (see bench/).
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
@@ -29,9 +30,15 @@ SSE_HEADERS: HeaderList = [
 ]
 
 
+# Request ids must be unique, not secret: a random per-process prefix and a counter are
+# enough, and far cheaper than asking the OS for fresh randomness on every request.
+_ID_PREFIX = "req_" + secrets.token_hex(6)
+_id_counter = itertools.count(1)
+
+
 def new_request_id() -> str:
     """The gateway's id for one request, sent back as the ``request-id`` header."""
-    return "req_" + secrets.token_hex(12)
+    return f"{_ID_PREFIX}{next(_id_counter):012x}"
 
 
 def request_id_header(request_id: str | None = None) -> tuple[bytes, bytes]:

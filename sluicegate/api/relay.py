@@ -8,7 +8,6 @@ an SSE ``error`` event in Anthropic's shape, and the stream ends: never a silent
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -29,27 +28,36 @@ T = TypeVar("T")
 INCOMPLETE_STREAM = "The upstream stream ended before the message was complete."
 
 
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
-    """Run ``work``; if the client disconnects first, cancel it (and with it the upstream
-    request) and raise :class:`ClientDisconnected`. Call only after the body was read."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
-    try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not task.done():
+    """Await ``work``; if the client disconnects first, cancel it (and with it the upstream
+    request) and raise :class:`ClientDisconnected`. Call only after the body was read.
+
+    One watcher task per request waits for ``http.disconnect``. The ASGI server also sends
+    that message once the response is complete, so the watcher simply ends then (the
+    ``finished`` flag tells the two apart): no extra task for the work, no cancellation
+    on the normal path.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    state = {"finished": False, "disconnected": False}
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not state["finished"]:
+            state["disconnected"] = True
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            watcher.cancel()
-            raise ClientDisconnected
-        watcher.cancel()
-    return task.result()
+
+    asyncio.get_running_loop().create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if state["disconnected"]:
+            task.uncancel()
+            raise ClientDisconnected from None
+        raise
+    finally:
+        state["finished"] = True
 
 
 def _content_type(upstream: UpstreamResponse, default: bytes) -> tuple[bytes, bytes]:

@@ -14,8 +14,6 @@ from typing import Any
 
 import orjson
 
-_PARSED_EVENTS = frozenset({b"message_start", b"message_delta", b"error"})
-
 
 @dataclass(slots=True)
 class Usage:
@@ -53,89 +51,112 @@ class StreamObservation:
         return self.saw_message_stop or self.error_type is not None
 
 
+# Events whose payload the gateway reads. An SSE event ends at a blank line; JSON data
+# cannot contain a raw newline, so "event: NAME" at the start of a line is always a real
+# event name, never text from a prompt (each candidate found is checked for that).
+_OBSERVED_EVENTS = (b"message_start", b"message_delta", b"message_stop", b"error")
+
+
+def _last_boundary(data: bytes) -> int:
+    """Index just past the last blank line (LF or CRLF line endings), or -1."""
+    lf = data.rfind(b"\n\n")
+    crlf = data.rfind(b"\n\r\n")
+    return max(lf + 2 if lf >= 0 else -1, crlf + 3 if crlf >= 0 else -1)
+
+
+def _is_event_line(data: bytes, name_at: int, name_end: int) -> bool:
+    """Is the name found at ``name_at`` a whole ``event:`` line of its own?"""
+    if name_end < len(data) and data[name_end] not in (10, 13):  # "\n", "\r"
+        return False
+    prefix_at = name_at - 7 if data[name_at - 1 : name_at] == b" " else name_at - 6
+    if prefix_at < 0 or data[prefix_at : prefix_at + 6] != b"event:":
+        return False
+    return prefix_at == 0 or data[prefix_at - 1] == 10
+
+
+def _event_data(block: bytes) -> bytes:
+    """The joined ``data:`` lines of one event block."""
+    lines = [line.rstrip(b"\r") for line in block.split(b"\n")]
+    return b"\n".join(line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:"))
+
+
 class SSEObserver:
     """Feed it the relayed chunks; read :attr:`observation` at any time.
 
     :meth:`feed` returns the bytes that complete whole events and holds back a partial
     event until its end arrives, so the relay never leaves a client with half an event:
     if the upstream dies mid-event, what follows on the wire is a clean ``error`` event.
+    Finding events costs a few C-level byte searches per chunk; JSON is decoded only for
+    the handful of events that carry usage, the stop reason or an error.
     """
 
-    __slots__ = ("_buffer", "_data", "_event", "_scanned", "observation")
+    __slots__ = ("_held", "observation")
 
     def __init__(self) -> None:
-        self._buffer = b""
-        self._scanned = 0  # bytes of _buffer already split into lines
-        self._event: bytes = b""
-        self._data: list[bytes] = []
+        self._held = b""
         self.observation = StreamObservation()
-
-    def feed(self, chunk: bytes) -> bytes:
-        """Observe ``chunk``; return the bytes now ready to relay (whole events only)."""
-        buffer = self._buffer + chunk if self._buffer else chunk
-        position = self._scanned
-        boundary = 0
-        while True:
-            end = buffer.find(b"\n", position)
-            if end < 0:
-                break
-            line = buffer[position:end]
-            position = end + 1
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            if line:
-                self._line(line)
-            else:
-                self._dispatch()
-                boundary = position
-        if boundary == len(buffer):
-            self._buffer, self._scanned = b"", 0
-            return buffer
-        self._buffer = buffer[boundary:]
-        self._scanned = position - boundary
-        return buffer[:boundary]
 
     @property
     def pending(self) -> int:
         """Bytes of an unfinished event held back."""
-        return len(self._buffer)
+        return len(self._held)
 
-    def _line(self, line: bytes) -> None:
-        if line.startswith(b"event:"):
-            self._event = line[6:].strip()
-        elif line.startswith(b"data:"):
-            self._data.append(line[5:].lstrip(b" "))
-        # comments (":...") and other fields (id, retry) carry nothing we observe
+    def feed(self, chunk: bytes) -> bytes:
+        """Observe ``chunk``; return the bytes now ready to relay (whole events only)."""
+        data = self._held + chunk if self._held else chunk
+        end = _last_boundary(data)
+        if end < 0:
+            self._held = data
+            return b""
+        if end == len(data):
+            ready, self._held = data, b""
+        else:
+            ready, self._held = data[:end], data[end:]
+        self._observe(ready)
+        return ready
 
-    def _dispatch(self) -> None:
-        event, data = self._event, self._data
-        self._event, self._data = b"", []
-        if not event and not data:
-            return
+    def _observe(self, ready: bytes) -> None:
         obs = self.observation
-        obs.events += 1
-        if event == b"content_block_delta":
-            if obs.first_token_at is None:
-                obs.first_token_at = time.perf_counter()
+        obs.events += ready.count(b"\n\n") + ready.count(b"\n\r\n")
+        if obs.first_token_at is None and b"content_block_delta" in ready:
+            obs.first_token_at = time.perf_counter()
+        for name in _OBSERVED_EVENTS:
+            at = ready.find(name)
+            while at >= 0:
+                end = at + len(name)
+                if _is_event_line(ready, at, end):
+                    self._event(name, ready, at, end)
+                at = ready.find(name, end)
+
+    def _event(self, name: bytes, ready: bytes, name_at: int, name_end: int) -> None:
+        if name == b"message_stop":
+            self.observation.saw_message_stop = True
             return
-        if event == b"message_stop":
-            obs.saw_message_stop = True
-            return
-        if event not in _PARSED_EVENTS:
-            return
+        start = _last_boundary(ready[:name_at])
+        stop = ready.find(b"\n\n", name_end)
+        stop_crlf = ready.find(b"\n\r\n", name_end)
+        if stop < 0 or (0 <= stop_crlf < stop):
+            stop = stop_crlf
+        block = ready[max(start, 0) : stop if stop >= 0 else len(ready)]
+        self._record(name, _event_data(block))
+
+    def _record(self, name: bytes, data: bytes) -> None:
+        obs = self.observation
         try:
-            payload = orjson.loads(b"\n".join(data))
+            payload = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return
+            payload = None
         if not isinstance(payload, dict):
+            if name == b"error":  # an error we cannot read is still an error
+                obs.error_type = "api_error"
             return
-        if event == b"message_start":
+        if name == b"message_start":
             message = payload.get("message")
             if isinstance(message, dict):
                 msg_id = message.get("id")
                 obs.upstream_message_id = msg_id if isinstance(msg_id, str) else None
                 obs.usage.update(message.get("usage"))
-        elif event == b"message_delta":
+        elif name == b"message_delta":
             obs.usage.update(payload.get("usage"))
             delta = payload.get("delta")
             if isinstance(delta, dict) and isinstance(delta.get("stop_reason"), str):

@@ -36,5 +36,5 @@ class AnthropicProvider:
     async def send(self, call: UpstreamCall) -> UpstreamResponse:
         url = call.deployment.api_base + call.path
         return await open_response(
-            self._session, url, call.body, self.headers_for(call), call.deployment
+            self._session, url, call.body, self.headers_for(call), call.deployment, call.stream
         )

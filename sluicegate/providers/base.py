@@ -8,6 +8,7 @@ Transport failures are mapped here, once, to typed gateway errors (never by mess
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -16,6 +17,7 @@ import aiohttp
 
 from sluicegate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from sluicegate.routing.router import Deployment
+from sluicegate.settings import Timeouts
 
 # Upstream response headers a client may act on; everything else stays at the gateway.
 RELAYED_ERROR_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
@@ -85,22 +87,42 @@ class Provider(Protocol):
         ...
 
 
+@functools.lru_cache(maxsize=512)
+def client_timeout(timeouts: Timeouts, stream: bool) -> aiohttp.ClientTimeout:
+    """aiohttp timeouts for one deployment (computed once, not per request).
+
+    A non-streamed answer arrives whole after one silence, so the socket-read timeout is
+    the time to first byte. A stream's socket-read timeout is the idle time between chunks
+    (which also bounds the wait for its headers; ``first_byte`` is applied on top when it
+    is the shorter of the two).
+    """
+    return aiohttp.ClientTimeout(
+        total=timeouts.total,
+        sock_connect=timeouts.connect,
+        sock_read=timeouts.idle if stream else timeouts.first_byte,
+    )
+
+
 async def open_response(
     session: aiohttp.ClientSession,
     url: str,
     body: bytes,
     headers: dict[str, str],
     deployment: Deployment,
+    stream: bool,
 ) -> UpstreamResponse:
-    """POST and wait for the response headers within the deployment's first-byte timeout."""
+    """POST and return once the response headers arrived, within the deployment's timeouts."""
     t = deployment.timeouts
-    timeout = aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.idle)
+    # Never follow redirects: a redirect to another host would carry the provider key.
+    request = session.post(
+        url, data=body, headers=headers, timeout=client_timeout(t, stream), allow_redirects=False
+    )
     try:
-        async with asyncio.timeout(t.first_byte):
-            # Never follow redirects: a redirect to another host would carry the provider key.
-            response = await session.post(
-                url, data=body, headers=headers, timeout=timeout, allow_redirects=False
-            )
+        if stream and t.first_byte < t.idle:
+            async with asyncio.timeout(t.first_byte):
+                response = await request
+        else:
+            response = await request
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise map_transport_error(exc) from exc
     return UpstreamResponse(response)

@@ -76,3 +76,28 @@ def test_garbage_data_does_not_raise() -> None:
         ]
     )
     assert observer.observation.upstream_message_id is None
+
+
+def test_event_names_inside_text_are_not_events() -> None:
+    text = (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"event: message_stop\\n\\nevent: error"}}\n\n'
+    )
+    out, observer = feed_all([text])
+    assert out == text
+    assert not observer.observation.saw_message_stop
+    assert observer.observation.error_type is None
+
+
+def test_unreadable_error_event_still_counts_as_error() -> None:
+    _, observer = feed_all([b"event: error\ndata: not json\n\n"])
+    assert observer.observation.error_type == "api_error"
+
+
+def test_multiline_data_is_joined() -> None:
+    _, observer = feed_all([
+        b'event: message_delta\ndata: {"type":"message_delta",\ndata: "delta":'
+        b'{"stop_reason":"max_tokens"},"usage":{"output_tokens":7}}\n\n'
+    ])
+    assert observer.observation.stop_reason == "max_tokens"
+    assert observer.observation.usage.output_tokens == 7
