@@ -1,9 +1,9 @@
 """Incremental observer of an Anthropic SSE stream that the gateway relays byte for byte.
 
-The relay never waits for the observer and never changes a byte. The observer splits the
-bytes into events as they pass (events may straddle chunks) and decodes JSON only for the
+The relay never waits for the observer and never changes a byte. The observer finds event
+boundaries as the bytes pass (events may straddle chunks) and decodes JSON only for the
 events that carry usage, stop reason or errors; the bulk of a stream, content deltas, is
-only counted.
+never parsed.
 """
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ class Usage:
     cache_creation_input_tokens: int = 0
 
     def update(self, data: Any) -> None:
+        """Take the counts present in an Anthropic ``usage`` object (they are cumulative)."""
         if not isinstance(data, dict):
             return
-        for name in (
-            "input_tokens",
-            "output_tokens",
-            "cache_read_input_tokens",
-            "cache_creation_input_tokens",
-        ):
-            value = data.get(name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                setattr(self, name, value)
+        if type(value := data.get("input_tokens")) is int:
+            self.input_tokens = value
+        if type(value := data.get("output_tokens")) is int:
+            self.output_tokens = value
+        if type(value := data.get("cache_read_input_tokens")) is int:
+            self.cache_read_input_tokens = value
+        if type(value := data.get("cache_creation_input_tokens")) is int:
+            self.cache_creation_input_tokens = value
 
 
 @dataclass(slots=True)
@@ -42,7 +42,6 @@ class StreamObservation:
     upstream_message_id: str | None = None
     stop_reason: str | None = None
     first_token_at: float | None = None  # perf_counter() of the first content delta
-    events: int = 0
     saw_message_stop: bool = False
     error_type: str | None = None
 
@@ -51,10 +50,14 @@ class StreamObservation:
         return self.saw_message_stop or self.error_type is not None
 
 
-# Events whose payload the gateway reads. An SSE event ends at a blank line; JSON data
-# cannot contain a raw newline, so "event: NAME" at the start of a line is always a real
-# event name, never text from a prompt (each candidate found is checked for that).
-_OBSERVED_EVENTS = (b"message_start", b"message_delta", b"message_stop", b"error")
+# Events whose payload the gateway reads, with the two spellings SSE allows for their
+# name line. An event ends at a blank line; JSON data cannot contain a raw newline, so
+# "event: NAME" at the start of a line is always a real event name, never text from a
+# prompt (each candidate found is checked for that).
+_OBSERVED_EVENTS = tuple(
+    (name, b"event: " + name, b"event:" + name)
+    for name in (b"message_start", b"message_delta", b"message_stop", b"error")
+)
 
 
 def _last_boundary(data: bytes) -> int:
@@ -64,14 +67,11 @@ def _last_boundary(data: bytes) -> int:
     return max(lf + 2 if lf >= 0 else -1, crlf + 3 if crlf >= 0 else -1)
 
 
-def _is_event_line(data: bytes, name_at: int, name_end: int) -> bool:
-    """Is the name found at ``name_at`` a whole ``event:`` line of its own?"""
-    if name_end < len(data) and data[name_end] not in (10, 13):  # "\n", "\r"
+def _is_whole_line(data: bytes, start: int, end: int) -> bool:
+    """Does ``data[start:end]`` fill a line of its own?"""
+    if end < len(data) and data[end] not in (10, 13):  # "\n", "\r"
         return False
-    prefix_at = name_at - 7 if data[name_at - 1 : name_at] == b" " else name_at - 6
-    if prefix_at < 0 or data[prefix_at : prefix_at + 6] != b"event:":
-        return False
-    return prefix_at == 0 or data[prefix_at - 1] == 10
+    return start == 0 or data[start - 1] == 10
 
 
 def _event_data(block: bytes) -> bytes:
@@ -117,24 +117,30 @@ class SSEObserver:
 
     def _observe(self, ready: bytes) -> None:
         obs = self.observation
-        obs.events += ready.count(b"\n\n") + ready.count(b"\n\r\n")
         if obs.first_token_at is None and b"content_block_delta" in ready:
             obs.first_token_at = time.perf_counter()
-        for name in _OBSERVED_EVENTS:
-            at = ready.find(name)
-            while at >= 0:
-                end = at + len(name)
-                if _is_event_line(ready, at, end):
-                    self._event(name, ready, at, end)
-                at = ready.find(name, end)
+        for name, spaced, bare in _OBSERVED_EVENTS:
+            for line in (spaced, bare):
+                at = ready.find(line)
+                while at >= 0:
+                    end = at + len(line)
+                    if _is_whole_line(ready, at, end):
+                        self._event(name, ready, at, end)
+                    at = ready.find(line, end)
 
-    def _event(self, name: bytes, ready: bytes, name_at: int, name_end: int) -> None:
+    def _event(self, name: bytes, ready: bytes, line_at: int, line_end: int) -> None:
         if name == b"message_stop":
             self.observation.saw_message_stop = True
             return
-        start = _last_boundary(ready[:name_at])
-        stop = ready.find(b"\n\n", name_end)
-        stop_crlf = ready.find(b"\n\r\n", name_end)
+        # Fast path, Anthropic's own layout: the name line, one data line, a blank line.
+        if ready.startswith(b"\ndata: ", line_end):
+            data_end = ready.find(b"\n", line_end + 7)
+            if data_end > 0 and ready.startswith(b"\n", data_end + 1):
+                self._record(name, ready[line_end + 7 : data_end])
+                return
+        start = _last_boundary(ready[:line_at])
+        stop = ready.find(b"\n\n", line_end)
+        stop_crlf = ready.find(b"\n\r\n", line_end)
         if stop < 0 or (0 <= stop_crlf < stop):
             stop = stop_crlf
         block = ready[max(start, 0) : stop if stop >= 0 else len(ready)]
