@@ -6,7 +6,6 @@ cannot be replayed and, without the pepper, cannot be brute-forced offline eithe
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
 import secrets
@@ -46,7 +45,8 @@ def key_hint(key: str) -> str:
 
 
 def hash_key(pepper: bytes, key: str) -> str:
-    return hmac.new(pepper, key.encode("utf-8"), hashlib.sha256).hexdigest()
+    # hmac.digest is the one-shot C implementation: several times faster than hmac.new().
+    return hmac.digest(pepper, key.encode("utf-8"), "sha256").hex()
 
 
 def estimated_bits(value: str) -> float:
