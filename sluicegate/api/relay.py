@@ -92,6 +92,7 @@ async def relay_stream(
         }
     )
     tail = b""
+    observation = observer.observation
     try:
         async for chunk in upstream.iter_chunks():
             ready = observer.feed(chunk)
@@ -99,11 +100,12 @@ async def relay_stream(
                 await send({"type": "http.response.body", "body": ready, "more_body": True})
     except GatewayError as error:
         upstream.close()
-        tail = sse_error_event(error.error_type, error.message)
-        observer.observation.error_type = error.error_type
+        if not observation.saw_message_stop:  # a drop after the end loses nothing
+            tail = sse_error_event(error.error_type, error.message)
+            observation.error_type = error.error_type
     else:
-        if not observer.observation.complete:
+        if not observation.complete:
             tail = sse_error_event("api_error", INCOMPLETE_STREAM)
-            observer.observation.error_type = "api_error"
+            observation.error_type = "api_error"
     await send({"type": "http.response.body", "body": tail, "more_body": False})
     return observer.observation

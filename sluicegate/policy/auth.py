@@ -78,8 +78,9 @@ class KeyCache:
         self._sync_interval = sync_interval
         self._by_hash: dict[str, Principal] = {}
         self._fingerprint: tuple[int, int, datetime | None] | None = None
-        self._last_reload = 0.0
         self._reload_lock = asyncio.Lock()
+        self._last_check_started = 0.0  # monotonic time the latest check began
+        self._miss_check: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self.store_reachable = True  # did the last contact with the database succeed?
 
@@ -88,34 +89,38 @@ class KeyCache:
         self._task = asyncio.create_task(self._poll(), name="sluicegate-key-sync")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._miss_check):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._miss_check = None
 
     async def reload(self) -> None:
-        """Load every active key now (used at start, after local changes, on a miss)."""
+        """Load every active key now (at start, and after a change made by this process)."""
         async with self._reload_lock:
+            self._last_check_started = time.monotonic()
             fingerprint = await self._store.fingerprint()
             records = await self._store.load_active(datetime.now(UTC))
             self._by_hash = {r.key_hash: Principal.from_record(r) for r in records}
             self._fingerprint = fingerprint
-            self._last_reload = time.monotonic()
+
+    async def _check(self) -> None:
+        """Reload if the key table changed since the last load (one cheap query if not)."""
+        self._last_check_started = time.monotonic()
+        try:
+            if await self._store.fingerprint() != self._fingerprint:
+                await self.reload()
+            self.store_reachable = True
+        except Exception:  # keep serving from the last good map
+            if self.store_reachable:
+                log.warning("key sync failed; serving with the keys loaded before", exc_info=True)
+            self.store_reachable = False
 
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self._sync_interval)
-            try:
-                if await self._store.fingerprint() != self._fingerprint:
-                    await self.reload()
-                self.store_reachable = True
-            except Exception:  # keep serving from the last good map
-                if self.store_reachable:
-                    log.warning(
-                        "key sync failed; serving with the keys loaded before", exc_info=True
-                    )
-                self.store_reachable = False
+            await self._check()
 
     def _lookup(self, candidate: str, now: float) -> Principal | None:
         digest = hash_key(self._pepper, candidate)
@@ -132,25 +137,29 @@ class KeyCache:
             principal = self._lookup(candidate, now)
             if principal is not None:
                 return principal
-        if candidates and time.monotonic() - self._last_reload >= MISS_RELOAD_INTERVAL:
-            await self._reload_after_miss()
+        if candidates:
+            await self._check_after_miss()
             for candidate in candidates:
                 principal = self._lookup(candidate, now)
                 if principal is not None:
                     return principal
         raise AuthenticationFailed(AUTH_FAILED_MESSAGE)
 
-    async def _reload_after_miss(self) -> None:
-        if self._reload_lock.locked():
-            # Another request is already reloading: wait for it rather than queue a second.
-            async with self._reload_lock:
-                return
-        if time.monotonic() - self._last_reload < MISS_RELOAD_INTERVAL:
-            return
-        try:
-            if await self._store.fingerprint() != self._fingerprint:
-                await self.reload()
-            else:
-                self._last_reload = time.monotonic()
-        except Exception:
-            log.warning("key reload after an unknown key failed", exc_info=True)
+    async def _check_after_miss(self) -> None:
+        """Wait for a check of the key table that began after this miss.
+
+        All concurrent misses share one check, run no sooner than MISS_RELOAD_INTERVAL after
+        the previous one: a key created just before its first use is found, and a flood of
+        random keys costs the database at most a couple of queries a second.
+        """
+        missed_at = time.monotonic()
+        while self._last_check_started <= missed_at:
+            if self._miss_check is None or self._miss_check.done():
+                self._miss_check = asyncio.create_task(self._delayed_check())
+            await asyncio.shield(self._miss_check)
+
+    async def _delayed_check(self) -> None:
+        wait = self._last_check_started + MISS_RELOAD_INTERVAL - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self._check()

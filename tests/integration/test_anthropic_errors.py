@@ -16,7 +16,6 @@ from sluicegate.fake_upstream import Behaviour, FakeUpstream
 from tests.gateway_harness import Gateway
 from tests.integration.test_anthropic_support import (
     assert_gateway_error,
-    harness_keys_ready,  # noqa: F401  (fixture)
     key_headers,
     log_entries,
     message_body,
@@ -32,8 +31,6 @@ VALID = {
     "max_tokens": 16,
     "messages": [{"role": "user", "content": "x"}],
 }
-
-pytestmark = pytest.mark.usefixtures("harness_keys_ready")
 
 
 def without(name: str) -> bytes:

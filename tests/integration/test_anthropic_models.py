@@ -13,14 +13,11 @@ from tests.integration.test_anthropic_support import (
     API_VERSION,
     RawResponse,
     assert_gateway_error,
-    harness_keys_ready,  # noqa: F401  (fixture)
     raw_request,
     sdk,
 )
 
 CONFIGURED_EXACT = {"claude-sonnet-4-6", "team-alias", "slow-model", "prefixed", "unreachable"}
-
-pytestmark = pytest.mark.usefixtures("harness_keys_ready")
 
 
 def get_models(gateway: Gateway, query: str = "", **headers: str) -> RawResponse:

@@ -11,14 +11,11 @@ import json
 import re
 import secrets
 
-import pytest
-
 from sluicegate.fake_upstream import Behaviour, FakeUpstream
 from sluicegate.fake_upstream.common import estimate_input_tokens
 from tests.gateway_harness import UPSTREAM_KEY, Gateway
 from tests.integration.test_anthropic_support import (
     JSON_BODY_HEADERS,
-    harness_keys_ready,  # noqa: F401  (fixture)
     message_body,
     post_messages,
     post_to_fake,
@@ -28,8 +25,6 @@ from tests.integration.test_anthropic_support import (
 )
 
 MESSAGE_ID = re.compile(rb'"id":"msg_01[A-Za-z0-9]+"')
-
-pytestmark = pytest.mark.usefixtures("harness_keys_ready")
 
 
 def claude_code_like_body(model: str) -> bytes:

@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anthropic
-import pytest
 
 from sluicegate.fake_upstream import FakeUpstream
 from tests.gateway_harness import UPSTREAM_KEY, Gateway
@@ -164,24 +163,3 @@ def wait_for_log(gateway: Gateway, request_id: str, timeout: float = 5.0) -> dic
         if time.monotonic() > deadline:
             raise AssertionError(f"no log line for {request_id}:\n{gateway.log_text()[-3000:]}")
         time.sleep(0.05)
-
-
-@pytest.fixture(scope="session")
-def harness_keys_ready(gateway: Gateway) -> None:
-    """Wait until the gateway accepts the harness's keys (``full``, ``limited``).
-
-    They are created back to back right after start-up, and a key created just after the
-    gateway reloaded its key table is refused until the next sync (the gateway bug shown
-    by ``test_key_created_right_after_a_reload``). Without this wait, whichever test uses
-    ``limited`` first in a session may get a 401.
-    """
-    deadline = time.monotonic() + 5
-    for key in (gateway.keys["full"], gateway.keys["limited"]):
-        while True:
-            response = raw_request(
-                gateway.url, "GET", "/v1/models", headers={"x-api-key": key}, timeout=5
-            )
-            if response.status == 200:
-                break
-            assert time.monotonic() < deadline, f"harness key refused: {response.body!r}"
-            time.sleep(0.05)

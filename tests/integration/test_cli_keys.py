@@ -127,20 +127,13 @@ def test_imported_key_works_at_a_running_gateway(gateway: Gateway, fake: FakeUps
 def _post_status(gateway: Gateway, body: bytes, headers: dict[str, str]) -> int:
     import http.client
 
-    # Polls briefly: a key created right after the gateway reloaded its key table is
-    # refused until the next sync (gateway bug, see test_anthropic_auth.py).
-    deadline = time.monotonic() + 1.5
     port = int(gateway.url.rsplit(":", 1)[1])
-    while True:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        try:
-            conn.request("POST", "/v1/messages", body=body, headers=headers)
-            status = conn.getresponse().status
-        finally:
-            conn.close()
-        if status != 401 or time.monotonic() > deadline:
-            return status
-        time.sleep(0.05)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/v1/messages", body=body, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def test_weak_imported_keys_are_refused(config: Path) -> None:
