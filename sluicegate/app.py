@@ -30,7 +30,7 @@ from sluicegate.api.asgi import (
 from sluicegate.api.health import liveliness, readiness
 from sluicegate.errors import anthropic_error_body
 from sluicegate.fake_upstream import FakeUpstream
-from sluicegate.observe.logging import configure_logging, request_logger
+from sluicegate.observe.logging import RequestLog, configure_logging, logs_requests
 from sluicegate.pipeline import Pipeline
 from sluicegate.policy.auth import KeyCache
 from sluicegate.policy.key_admin import key_pepper
@@ -54,8 +54,10 @@ class Components:
     session: aiohttp.ClientSession
     engine: Any
     fake: FakeUpstream | None
+    request_log: RequestLog
 
     async def close(self) -> None:
+        self.request_log.flush()
         await self.keys.stop()
         await self.session.close()
         if self.fake is not None:
@@ -132,14 +134,13 @@ class Gateway:
             ),
             skip_auto_headers=("User-Agent",),
         )
-        self._components = Components(keys, session, engine, fake)
+        request_log = RequestLog(logs_requests(settings.server.log_level))
+        self._components = Components(keys, session, engine, fake, request_log)
         router = Router(settings.model_list, settings.timeouts, builtin)
         providers: dict[str, Provider] = {
             "anthropic": AnthropicProvider(session, settings.anthropic_version),
         }
-        pipeline = Pipeline(
-            keys, router, providers, settings.server.max_body_size, request_logger()
-        )
+        pipeline = Pipeline(keys, router, providers, settings.server.max_body_size, request_log)
         self._set_routes(pipeline, AdminApi(settings.admin_token, store, keys, pepper))
         self._started_at = time.monotonic()
         # Everything allocated so far (modules, config, pools) lives as long as the process:

@@ -38,6 +38,7 @@ from sluicegate.api.asgi import (
 from sluicegate.api.relay import cancel_on_disconnect, relay_body, relay_stream
 from sluicegate.api.sse import Usage
 from sluicegate.errors import GatewayError, NotFound, PermissionDenied, render_anthropic
+from sluicegate.observe.logging import RequestLog
 from sluicegate.policy.auth import KeyCache, Principal, credentials_from_headers
 from sluicegate.providers.base import Provider, UpstreamCall, UpstreamResponse
 from sluicegate.routing.router import Route, Router
@@ -101,7 +102,7 @@ class Pipeline:
         router: Router,
         providers: dict[str, Provider],
         max_body_size: int,
-        log: Any,
+        log: RequestLog,
     ) -> None:
         self._keys = keys
         self._router = router
@@ -237,7 +238,8 @@ class Pipeline:
 
     def _settle(self, record: RequestRecord) -> None:
         # Seam for limits.settle, budgets.charge and the usage ledger (later issues).
-        self._log.info("request", **record.fields())
+        if self._log.enabled:
+            self._log.write(record.fields())
 
 
 def _json_usage(body: bytes) -> Usage | None:

@@ -15,6 +15,7 @@ from sluicegate.api.asgi import (
     SSE_HEADERS,
     ClientDisconnected,
     HeaderList,
+    Message,
     Receive,
     Send,
     send_bytes,
@@ -91,21 +92,35 @@ async def relay_stream(
             "headers": [*SSE_HEADERS, *headers],
         }
     )
-    tail = b""
     observation = observer.observation
     try:
         async for chunk in upstream.iter_chunks():
             ready = observer.feed(chunk)
+            if upstream.at_eof():
+                # The last chunk came with the end of the body: one send finishes the response.
+                await send(_last_body(ready + _end_of_stream(observation)))
+                return observation
             if ready:
                 await send({"type": "http.response.body", "body": ready, "more_body": True})
     except GatewayError as error:
         upstream.close()
+        tail = b""
         if not observation.saw_message_stop:  # a drop after the end loses nothing
             tail = sse_error_event(error.error_type, error.message)
             observation.error_type = error.error_type
-    else:
-        if not observation.complete:
-            tail = sse_error_event("api_error", INCOMPLETE_STREAM)
-            observation.error_type = "api_error"
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
-    return observer.observation
+        await send(_last_body(tail))
+        return observation
+    await send(_last_body(_end_of_stream(observation)))
+    return observation
+
+
+def _end_of_stream(observation: StreamObservation) -> bytes:
+    """What follows the upstream's last byte: nothing, or an error if the message is cut."""
+    if observation.complete:
+        return b""
+    observation.error_type = "api_error"
+    return sse_error_event("api_error", INCOMPLETE_STREAM)
+
+
+def _last_body(body: bytes) -> Message:
+    return {"type": "http.response.body", "body": body, "more_body": False}

@@ -156,6 +156,11 @@ class FakeUpstream:
                 return
             ready.set()
             loop.run_forever()
+            # Handlers still stalled or streaming when the loop stopped: end them quietly.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
         thread = threading.Thread(target=run, name="sluicegate-fake-upstream", daemon=True)

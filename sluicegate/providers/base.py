@@ -62,6 +62,10 @@ class UpstreamResponse:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise map_transport_error(exc) from exc
 
+    def at_eof(self) -> bool:
+        """Has the whole body arrived (nothing more will come)?"""
+        return self._response.content.at_eof()
+
     def close(self) -> None:
         """Drop the connection (client gone, or the stream was abandoned mid-way)."""
         self._response.close()
