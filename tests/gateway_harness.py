@@ -58,6 +58,7 @@ def default_model_list(upstream_url: str) -> list[dict[str, object]]:
         entry("claude-sonnet-4-6"),
         entry("team-alias", model="claude-opus-4-7"),  # alias rewritten to an upstream id
         entry("slow-model", timeouts={"first_byte": 1.0, "idle": 1.0}),
+        entry("short-total", timeouts={"total": 1.5}),
         entry("claude-*"),
         {
             "model_name": "prefixed",
