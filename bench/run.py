@@ -223,6 +223,7 @@ class Options:
     sut_cpu: int | None
     upstream_key: str
     sluicegate_bin: str
+    log_level: str
 
 
 class Bench:
@@ -386,7 +387,7 @@ def start_sluicegate(procs: Processes, opts: Options, upstream: str, workdir: Pa
     config = workdir / "sluicegate.yaml"
     config.write_text(
         f"database_url: sqlite:///{workdir / 'sluicegate.db'}\n"
-        "server: {log_level: warning}\n"
+        f"server: {{log_level: {opts.log_level}}}\n"
         "model_list:\n"
         f"  - model_name: {MODEL}\n"
         "    provider: anthropic\n"
@@ -534,6 +535,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sluicegate-bin", help="sluicegate executable (default: next to "
                         "this Python, else on PATH)")
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
+    parser.add_argument("--log-level", default="warning", choices=["warning", "info"],
+                        help="sluicegate's log level: warning (default; the reference proxy "
+                        "logs nothing either) or info (one JSON line per request, as in "
+                        "production)")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     # ---- Optional hook: peers (other gateways you already run). Nothing is installed here.
     peers = parser.add_argument_group(
@@ -588,7 +593,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         steady_seconds=args.steady_seconds or (3.0 if args.quick else 10.0),
         settle=0.5 if args.quick else 1.0,
         loadgen_cpu=loadgen_cpu, sut_cpu=sut_cpu,
-        upstream_key=args.upstream_key, sluicegate_bin=sg_bin)
+        upstream_key=args.upstream_key, sluicegate_bin=sg_bin, log_level=args.log_level)
     only = set(args.only or ["direct", "reference", "sluicegate"])
 
     LOGS.mkdir(parents=True, exist_ok=True)
