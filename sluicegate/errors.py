@@ -68,6 +68,13 @@ class UpstreamTimeout(GatewayError):
     error_type = "timeout_error"
 
 
+class InternalError(GatewayError):
+    """A fault inside the gateway itself (a bug): logged with its traceback."""
+
+    status = 500
+    error_type = "api_error"
+
+
 class ServiceUnavailable(GatewayError):
     status = 503
     error_type = "api_error"

@@ -16,6 +16,7 @@ status: later failures are reported inside the stream.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,13 +38,22 @@ from sluicegate.api.asgi import (
 )
 from sluicegate.api.relay import cancel_on_disconnect, relay_body, relay_stream
 from sluicegate.api.sse import Usage
-from sluicegate.errors import GatewayError, NotFound, PermissionDenied, render_anthropic
+from sluicegate.errors import (
+    GatewayError,
+    InternalError,
+    NotFound,
+    PermissionDenied,
+    render_anthropic,
+)
 from sluicegate.observe.logging import RequestLog
 from sluicegate.policy.auth import KeyCache, Principal, credentials_from_headers
 from sluicegate.providers.base import Provider, UpstreamCall, UpstreamResponse
 from sluicegate.routing.router import Route, Router
 
 CLIENT_DISCONNECTED = 499  # nginx's convention, for logs only
+INTERNAL_ERROR_MESSAGE = "The gateway failed to handle this request; see its log."
+
+log = logging.getLogger("sluicegate.pipeline")
 
 
 @dataclass(slots=True)
@@ -64,6 +74,7 @@ class RequestRecord:
     first_token_at: float | None = None
     usage: Usage | None = None
     session_id: str | None = None
+    committed: bool = False  # has the response (status line) been handed to the relay?
 
     def fields(self) -> dict[str, Any]:
         now = time.perf_counter()
@@ -155,6 +166,14 @@ class Pipeline:
             return
         except ClientDisconnected:
             record.status = CLIENT_DISCONNECTED
+        except Exception:
+            # A bug, not a refusal: keep the wire contract (an Anthropic-shaped 500 when no
+            # byte was sent yet) and give the operator the traceback.
+            log.exception("internal error serving %s", record.request_id)
+            if not record.committed:
+                await self._refuse(send, record, InternalError(INTERNAL_ERROR_MESSAGE))
+                return
+            record.status, record.error_type = 500, "api_error"
         self._settle(record)
 
     async def _exchange(
@@ -175,6 +194,7 @@ class Pipeline:
         record.status = upstream.status
         record.upstream_request_id = upstream.request_id
         headers: HeaderList = [(b"request-id", record.request_id.encode())]
+        record.committed = True  # from here on the relay owns the response
         try:
             if parsed.stream and upstream.status < 300:
                 observation = await relay_stream(send, upstream, headers)

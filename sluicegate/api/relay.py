@@ -8,6 +8,7 @@ an SSE ``error`` event in Anthropic's shape, and the stream ends: never a silent
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -27,6 +28,9 @@ from sluicegate.providers.base import RELAYED_ERROR_HEADERS, UpstreamResponse
 T = TypeVar("T")
 
 INCOMPLETE_STREAM = "The upstream stream ended before the message was complete."
+INTERNAL_STREAM_ERROR = "The gateway failed while relaying this stream; see its log."
+
+log = logging.getLogger("sluicegate.relay")
 
 
 async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
@@ -109,6 +113,12 @@ async def relay_stream(
             tail = sse_error_event(error.error_type, error.message)
             observation.error_type = error.error_type
         await send(_last_body(tail))
+        return observation
+    except Exception:  # a gateway bug mid-stream: still end the stream with an error event
+        log.exception("internal error while relaying a stream")
+        upstream.close()
+        observation.error_type = "api_error"
+        await send(_last_body(sse_error_event("api_error", INTERNAL_STREAM_ERROR)))
         return observation
     await send(_last_body(_end_of_stream(observation)))
     return observation

@@ -64,8 +64,12 @@ class _StdlibJSONFormatter(logging.Formatter):
             "timestamp": self.formatTime(record),
         }
         if record.exc_info and record.exc_info[0] is not None:
-            # The exception's type only: messages of lower layers may carry URLs or values.
             entry["exc_type"] = record.exc_info[0].__name__
+            # Only for errors (gateway bugs): the traceback is what an operator needs then.
+            # Warnings (e.g. a failed key sync) keep the type only, as lower layers' messages
+            # may carry connection details.
+            if record.levelno >= logging.ERROR:
+                entry["traceback"] = self.formatException(record.exc_info)
         return _dumps(entry)
 
 
