@@ -68,7 +68,7 @@ def serve(
         os.environ[CONFIG_ENV] = str(config.resolve())
     else:
         os.environ.pop(CONFIG_ENV, None)
-    typer.echo(f"sluicegate {__version__} listening on http://{bind_host}:{bind_port}", err=True)
+    typer.echo(f"sluicegate {__version__} starting on http://{bind_host}:{bind_port}", err=True)
     uvicorn.run(
         "sluicegate.app:create_app_from_env",
         factory=True,
