@@ -50,6 +50,7 @@ class AnthropicToOpenAIStream:
         self._started = False  # the role chunk has been sent
         self._done = False  # a terminal chunk ([DONE] or an error) has been sent
         self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool index
+        self._silent_tools: set[int] = set()  # tool blocks that streamed no arguments yet
         self._usage: dict[str, Any] = {}  # Anthropic usage, merged as it arrives
         self._stop_reason: str | None = None
         self._refusal: str | None = None
@@ -69,6 +70,8 @@ class AnthropicToOpenAIStream:
             return self._block_start(data)
         if kind == "content_block_delta":
             return self._block_delta(data)
+        if kind == "content_block_stop":
+            return self._block_stop(data)
         if kind == "message_delta":
             self._message_delta(data)
             return []
@@ -76,7 +79,7 @@ class AnthropicToOpenAIStream:
             return self._message_stop()
         if kind == "error":
             return self._upstream_error(data.get("error"))
-        return []  # ping, content_block_stop and unknown events carry nothing for OpenAI
+        return []  # ping and unknown events carry nothing for OpenAI
 
     def finish(self) -> list[bytes]:
         """The upstream ended. After ``message_stop`` all was sent; otherwise it was cut."""
@@ -108,6 +111,7 @@ class AnthropicToOpenAIStream:
         if kind == "tool_use":
             index = len(self._tool_index)
             self._tool_index[_int(data.get("index"))] = index
+            self._silent_tools.add(_int(data.get("index")))
             call = {
                 "index": index,
                 "id": block.get("id"),
@@ -132,10 +136,21 @@ class AnthropicToOpenAIStream:
         if kind == "input_json_delta" and delta.get("partial_json"):
             index = self._tool_index.get(_int(data.get("index")))
             if index is not None:
+                self._silent_tools.discard(_int(data.get("index")))
                 fragment = {"index": index, "function": {"arguments": delta["partial_json"]}}
                 return self._delta({"tool_calls": [fragment]})
         # signature_delta and citations_delta have no OpenAI field; empty deltas say nothing.
         return []
+
+    def _block_stop(self, data: dict[str, Any]) -> list[bytes]:
+        # A call without parameters streams no fragment (only an empty partial_json), but
+        # its arguments must still parse: OpenAI clients json.loads them. Send "{}".
+        block = _int(data.get("index"))
+        if block not in self._silent_tools:
+            return []
+        self._silent_tools.discard(block)
+        fragment = {"index": self._tool_index[block], "function": {"arguments": "{}"}}
+        return self._delta({"tool_calls": [fragment]})
 
     def _message_delta(self, data: dict[str, Any]) -> None:
         delta = data.get("delta") or {}
