@@ -94,9 +94,9 @@ def anthropic_status_type(status: int) -> str:
     return "api_error" if status >= 500 else "invalid_request_error"
 
 
-def openai_type_and_code(anthropic_type: str | None, status: int) -> tuple[str, str | None]:
+def openai_type_and_code(anthropic_type: Any, status: int) -> tuple[str, str | None]:
     """OpenAI ``(type, code)`` for an Anthropic error type; falls back on the status."""
-    if anthropic_type in _A2O:
+    if isinstance(anthropic_type, str) and anthropic_type in _A2O:
         return _A2O[anthropic_type]
     fallback = _A2O.get(anthropic_status_type(status))
     return (fallback[0], None) if fallback else ("server_error", None)

@@ -54,6 +54,7 @@ _EFFORT = {**{e: e for e in ("low", "medium", "high", "xhigh", "max")}, "minimal
 _TEXT = frozenset({"text"})
 _USER = frozenset({"text", "image_url"})
 _ASSISTANT = frozenset({"text", "refusal"})
+_RF = "response_format"
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _MESSAGE_KEYS = {
     "system": {"role", "content", "name"},
@@ -131,9 +132,7 @@ def _sampling(body: dict[str, Any], out: dict[str, Any]) -> None:
     temperature = _number(body.get("temperature"), "temperature")
     if temperature is not None and temperature > 1:
         # OpenAI's range is 0..2, Anthropic's 0..1: rescaling would change the sampling.
-        raise TranslationError(
-            "'temperature' above 1 is not supported by this model.", "temperature"
-        )
+        raise TranslationError("'temperature' above 1 is not supported here.", "temperature")
     # 1 is both APIs' default, so sending it changes nothing, while newer Claude models
     # refuse the field outright and others refuse temperature and top_p together.
     if temperature is not None and temperature != 1:
@@ -192,7 +191,7 @@ def _messages(raw: Any) -> tuple[list[Block], list[Block]]:
     for i, message in enumerate(raw):
         at = f"messages[{i}]"
         role = message.get("role") if isinstance(message, dict) else None
-        if role not in _MESSAGE_KEYS:
+        if not isinstance(role, str) or role not in _MESSAGE_KEYS:
             raise TranslationError(f"Unsupported role {role!r} at {at}.", f"{at}.role")
         _check_message_keys(message, role, at)
         if role in ("system", "developer"):
@@ -243,7 +242,7 @@ def _blocks(content: Any, at: str, allowed: frozenset[str]) -> list[Block]:
 
 def _part(part: dict[str, Any], at: str, allowed: frozenset[str]) -> Block | None:
     kind = part.get("type")
-    if kind not in allowed:
+    if not isinstance(kind, str) or kind not in allowed:
         raise TranslationError(f"Content part type {kind!r} is not supported here.", f"{at}.type")
     if kind == "image_url":
         return _image(part.get("image_url"), f"{at}.image_url")
@@ -262,9 +261,7 @@ def _image(image_url: Any, at: str) -> Block:
         header, sep, data = url[5:].partition(",")
         media_type, _, encoding = header.partition(";")
         if not sep or encoding != "base64" or media_type not in _IMAGE_TYPES:
-            raise TranslationError(
-                "Image data URLs must be base64 JPEG, PNG, GIF or WebP.", f"{at}.url"
-            )
+            raise TranslationError("Data URLs: base64 JPEG, PNG, GIF or WebP.", f"{at}.url")
         source = {"type": "base64", "media_type": media_type, "data": data}
     elif url.startswith(("https://", "http://")):
         source = {"type": "url", "url": url}
@@ -325,9 +322,7 @@ def _arguments(arguments: Any, at: str) -> dict[str, Any]:
 def _tool_result(message: dict[str, Any], at: str) -> Block:
     call_id = message.get("tool_call_id")
     if not isinstance(call_id, str):
-        raise TranslationError(
-            "A tool message needs a string 'tool_call_id'.", f"{at}.tool_call_id"
-        )
+        raise TranslationError("'tool_call_id' must be a string.", f"{at}.tool_call_id")
     block: Block = {"type": "tool_result", "tool_use_id": call_id}
     content = message.get("content")
     result = content if isinstance(content, str) else _blocks(content, f"{at}.content", _TEXT)
@@ -427,15 +422,9 @@ def _response_format(fmt: Any) -> Block | None:
         spec = fmt.get("json_schema")
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if not isinstance(schema, dict):
-            raise TranslationError(
-                "'response_format.json_schema.schema' is required.",
-                "response_format.json_schema.schema",
-            )
+            raise TranslationError("A JSON schema is required.", f"{_RF}.json_schema.schema")
         return {"type": "json_schema", "schema": schema}
     if kind == "json_object":
         # No schema-free JSON mode upstream, and dropping it would lose the guarantee.
-        raise TranslationError(
-            "'json_object' is not supported for this model; use 'json_schema' with a schema.",
-            "response_format.type",
-        )
-    raise TranslationError(f"Unsupported response_format type {kind!r}.", "response_format.type")
+        raise TranslationError("'json_object' is not supported; use 'json_schema'.", f"{_RF}.type")
+    raise TranslationError(f"Unsupported response_format type {kind!r}.", f"{_RF}.type")

@@ -214,3 +214,11 @@ def test_request_translation_does_not_mutate_the_input() -> None:
     before = json.dumps(fixture["openai"], sort_keys=True)
     translate(fixture["openai"])
     assert json.dumps(fixture["openai"], sort_keys=True) == before
+
+
+def test_malformed_upstream_error_event_still_ends_the_stream() -> None:
+    machine = AnthropicToOpenAIStream(model=MODEL, created=CREATED, include_usage=False)
+    out = machine.feed("error", {"type": "error", "error": {"type": ["odd"], "message": ""}})
+    error = decode(out[0])["error"]
+    assert error["type"] == "server_error" and error["message"]
+    assert machine.done
