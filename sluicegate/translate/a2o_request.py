@@ -36,24 +36,21 @@ TOP_LEVEL_FIELDS: dict[str, tuple[Action, str]] = {
     "output_config": ("map", "format -> response_format (strict); effort dropped"),
     "output_format": ("map", "-> response_format (strict)"),
     "top_k": ("drop", "sampling hint; OpenAI rejects the field and no quirk says who accepts it"),
-    "thinking": (
-        "drop",
-        "no quirk says the upstream model reasons; reasoning_effort is a 400 on "
-        "models that do not; reasoning models still think at their default effort",
-    ),
+    "thinking": ("drop", "reasoning_effort would be a 400 on non-reasoning models (see doc)"),
     "cache_control": ("drop", "prompt-caching hint; OpenAI-side caching is automatic"),
     "service_tier": ("drop", "Anthropic capacity preference; no equivalent meaning upstream"),
     "speed": ("drop", "Anthropic fast-mode preference; the answer is the same, only slower"),
     "diagnostics": ("drop", "asks Anthropic to explain cache misses; nothing to report here"),
-    "context_management": (
-        "drop",
-        "server-side clearing of old context; the upstream sees the "
-        "full history instead, which changes cost, not correctness",
-    ),
+    "context_management": ("drop", "server-side context clearing; upstream sees all history"),
     "user_profile_id": ("drop", "Anthropic attribution label"),
     "workspace_id": ("drop", "selects an Anthropic workspace; meaningless upstream"),
+    "fallbacks": ("drop", "Anthropic's retry on another model after a policy decline"),
+    "fallback_credit_token": ("drop", "Anthropic cache-billing credit for such a retry"),
     "container": ("refuse", "server-side code-execution container; the upstream has none"),
     "mcp_servers": ("refuse", "Anthropic-run MCP connector; its tools would silently vanish"),
+    "thread": ("refuse", "server-held conversation state; the upstream would miss the history"),
+    "compaction": ("refuse", "asks for an Anthropic compaction block instead of an answer"),
+    "billing_policy": ("refuse", "a billing arrangement with Anthropic this route cannot honour"),
     "inference_geo": ("refuse", "a data-residency request this route cannot honour"),
 }
 
@@ -101,10 +98,9 @@ def anthropic_to_openai_request(
     for key in ("temperature", "top_p"):
         if key in fields:
             out[key] = fields[key]
-    if "stop_sequences" in fields:
-        stop = _strings(fields["stop_sequences"], "stop_sequences")
-        if stop:
-            out["stop"] = stop
+    stop = _list(fields.get("stop_sequences", []), "stop_sequences")
+    if stop:
+        out["stop"] = [_string(item, f"stop_sequences[{i}]") for i, item in enumerate(stop)]
     out.update(_tool_fields(fields))
     response_format = _response_format(fields)
     if response_format is not None:
@@ -137,7 +133,9 @@ def _conversation(fields: dict[str, Any]) -> list[dict[str, Any]]:
         elif role == "system":
             out.append({"role": "system", "content": _system_text(content, f"{path}.content")})
         else:
-            raise TranslationError(f"{path}.role: must be 'user' or 'assistant'", f"{path}.role")
+            raise TranslationError(
+                f"{path}.role: must be user, assistant or system", f"{path}.role"
+            )
     if messages[-1].get("role") == "assistant":
         # Anthropic continues a trailing assistant turn (prefill); Chat Completions starts a
         # new message after it, so the answer would silently change shape.
@@ -393,10 +391,6 @@ def _max_tokens(value: Any) -> int:
         # Anthropic's max_tokens 0 only warms the prompt cache; there is no such request here.
         raise TranslationError("max_tokens: must be at least 1 for this model", "max_tokens")
     return value
-
-
-def _strings(value: Any, path: str) -> list[str]:
-    return [_string(item, f"{path}[{i}]") for i, item in enumerate(_list(value, path))]
 
 
 def _object(value: Any, path: str) -> dict[str, Any]:
