@@ -18,6 +18,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # Verdict thresholds (see bench/README.md).
 MAX_CPU_RATIO = 1.5  # CPU ms/req at most 1.5x the reference proxy's
 MIN_RPS_RATIO = 0.60  # JSON saturation RPS at least 60% of the reference proxy's
+MAX_TRANSLATE_CPU_RATIO = 2.0  # translated JSON CPU ms/req at most 2x the reference pass-through
 MAX_ADDED_P50_MS = 1.0  # steady-rate p50 at most 1 ms above hitting the upstream directly
 MAX_IDLE_RSS_MIB = 100.0
 
@@ -253,7 +254,7 @@ def evaluate(target: str, rows: dict[tuple[str, str], dict[str, Any]],
     ``errors`` (a list of strings; any entry makes the row invalid).
     """
     verdict = Verdict(target)
-    for mode in ("json", "stream"):
+    for mode in ("json", "stream", "translate"):
         row = rows.get((target, mode))
         if row is None:
             continue
@@ -270,6 +271,17 @@ def evaluate(target: str, rows: dict[tuple[str, str], dict[str, Any]],
             ratio = mine / ref
             verdict.checks.append(Check(
                 name, "PASS" if ratio <= MAX_CPU_RATIO else "FAIL",
+                f"{mine:.3f} vs {ref:.3f} ms/req = {ratio:.2f}x"))
+    if (target, "translate") in rows:
+        mine = _num(rows[(target, "translate")].get("cpu_ms_per_req"))
+        ref = _num(rows.get((reference, "json"), {}).get("cpu_ms_per_req"))
+        name = f"CPU/req (translate) <= {MAX_TRANSLATE_CPU_RATIO}x reference json"
+        if mine is None or ref is None or ref <= 0:
+            verdict.checks.append(Check(name, "N/A", "CPU time not measured"))
+        else:
+            ratio = mine / ref
+            verdict.checks.append(Check(
+                name, "PASS" if ratio <= MAX_TRANSLATE_CPU_RATIO else "FAIL",
                 f"{mine:.3f} vs {ref:.3f} ms/req = {ratio:.2f}x"))
     mine = _num(rows.get((target, "json"), {}).get("rps"))
     ref = _num(rows.get((reference, "json"), {}).get("rps"))

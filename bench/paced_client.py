@@ -30,7 +30,8 @@ async def probe(args: argparse.Namespace) -> dict[str, object]:
     }).encode()
     headers = {"x-api-key": args.key, "anthropic-version": "2023-06-01",
                "content-type": "application/json"}
-    expect = b"event: message_stop" if args.stream else b'"type":"message"'
+    expect = args.expect.encode() if args.expect else (
+        b"event: message_stop" if args.stream else b'"type":"message"')
     latencies: list[float] = []
     ttfb: list[float] = []
     errors: list[str] = []
@@ -89,6 +90,8 @@ def main() -> None:
     parser.add_argument("--key", required=True, help="x-api-key value")
     parser.add_argument("--model", default="bench-model")
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--expect", help="bytes every complete answer contains "
+                        "(default: message_stop / a Message, by --stream)")
     parser.add_argument("--rate", type=float, default=20.0, help="requests per second")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured requests first")

@@ -45,6 +45,12 @@ import benchlib as bl  # noqa: E402
 
 MODEL = "bench-model"
 MODES = ("json", "stream")
+# sluicegate also runs "translate": an OpenAI Chat Completions client (same minimal body) on
+# /v1/chat/completions, served by the same Anthropic upstream, so the row measures the
+# translation path; it is compared with the reference proxy's pass-through JSON cost.
+SLUICEGATE_MODES = (*MODES, "translate")
+EXPECT = {"json": b'"type":"message"', "stream": b"event: message_stop",
+          "translate": b'"object":"chat.completion"'}
 LUA = BENCH_DIR / "wrk_messages.lua"
 RESULTS = BENCH_DIR / "results"
 LOGS = RESULTS / "logs"
@@ -183,12 +189,11 @@ def smoke(target: Target, mode: str) -> str | None:
     headers = {"x-api-key": target.key, "anthropic-version": "2023-06-01",
                "content-type": "application/json"}
     try:
-        status, payload = http_call(target.messages_url, "POST", request_body(mode), headers)
+        status, payload = http_call(target.url_for(mode), "POST", request_body(mode), headers)
     except OSError as exc:
         return f"smoke request failed: {exc}"
     compact = payload.replace(b'": "', b'":"')
-    expect = b"event: message_stop" if mode == "stream" else b'"type":"message"'
-    if status != 200 or expect not in compact:
+    if status != 200 or EXPECT[mode] not in compact:
         return f"smoke request: HTTP {status}, body {payload[:300]!r}"
     return None
 
@@ -208,6 +213,15 @@ class Target:
     @property
     def messages_url(self) -> str:
         return self.base_url.rstrip("/") + "/v1/messages"
+
+    def url_for(self, mode: str) -> str:
+        if mode == "translate":
+            return self.base_url.rstrip("/") + "/v1/chat/completions"
+        return self.messages_url
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return SLUICEGATE_MODES if self.kind == "sluicegate" else MODES
 
 
 @dataclass
@@ -238,7 +252,7 @@ class Bench:
     def wrk(self, target: Target, mode: str, seconds: int, label: str) -> bl.WrkResult:
         argv = ["wrk", "-t", str(self.o.threads), "-c", str(self.o.connections),
                 "-d", f"{seconds}s", "--timeout", "5s", "--latency", "-s", str(LUA),
-                target.messages_url]
+                target.url_for(mode)]
         env = {**os.environ, "BENCH_KEY": target.key, "BENCH_BODY": request_body(mode).decode()}
         code, out, err = self.procs.run(f"wrk-{label}", argv, self.o.loadgen_cpu,
                                         timeout=seconds + 30, env=env)
@@ -249,7 +263,8 @@ class Bench:
 
     def paced(self, target: Target, mode: str) -> dict[str, Any]:
         argv = [sys.executable, str(BENCH_DIR / "paced_client.py"),
-                "--url", target.messages_url, "--key", target.key, "--model", MODEL,
+                "--url", target.url_for(mode), "--expect", EXPECT[mode].decode(),
+                "--key", target.key, "--model", MODEL,
                 "--rate", str(self.o.steady_rate), "--duration", str(self.o.steady_seconds)]
         if mode == "stream":
             argv.append("--stream")
@@ -331,7 +346,7 @@ class Bench:
 
     def run_target(self, target: Target) -> None:
         rss_idle = bl.rss_mib(target.pid) if target.pid else None
-        for mode in MODES:
+        for mode in target.modes:
             if target.proc is not None and target.proc.poll() is not None:
                 self.rows[(target.name, mode)] = {
                     "target": target.name, "kind": target.kind, "mode": mode,
@@ -353,7 +368,9 @@ class Bench:
 
     def finish(self) -> None:
         for (name, mode), row in self.rows.items():
-            direct = self.rows.get(("direct", mode), {}).get("steady_p50_ms")
+            # A translated request is compared with a direct JSON call: same work upstream.
+            baseline = "json" if mode == "translate" else mode
+            direct = self.rows.get(("direct", baseline), {}).get("steady_p50_ms")
             mine = row.get("steady_p50_ms")
             if name != "direct" and isinstance(direct, float) and isinstance(mine, float):
                 row["added_p50_ms"] = mine - direct

@@ -28,7 +28,13 @@ from sluicegate.api.asgi import (
     send_bytes,
 )
 from sluicegate.api.health import liveliness, readiness
-from sluicegate.errors import anthropic_error_body
+from sluicegate.errors import (
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    render_anthropic,
+    render_openai,
+)
 from sluicegate.fake_upstream import FakeUpstream
 from sluicegate.observe.logging import RequestLog, configure_logging, logs_requests
 from sluicegate.pipeline import Pipeline
@@ -36,6 +42,7 @@ from sluicegate.policy.auth import KeyCache
 from sluicegate.policy.key_admin import key_pepper
 from sluicegate.providers.anthropic import AnthropicProvider
 from sluicegate.providers.base import Provider
+from sluicegate.providers.openai import OpenAIProvider
 from sluicegate.routing.router import Router
 from sluicegate.settings import Secret, Settings, embedded_defaults, load_settings
 from sluicegate.store.db import create_engine
@@ -82,20 +89,20 @@ class Gateway:
                 path = path.rstrip("/")
             handler = self._routes.get((scope["method"], path))
             if handler is None:
-                await self._no_route(path, send)
+                await self._no_route(path, Request(scope), send)
                 return
             await handler(Request(scope), receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
-    async def _no_route(self, path: str, send: Send) -> None:
+    async def _no_route(self, path: str, request: Request, send: Send) -> None:
         if path in self._paths:
-            status, kind, message = 405, "invalid_request_error", "Method not allowed."
+            error: GatewayError = MethodNotAllowed("Method not allowed.")
         else:
-            status, kind, message = 404, "not_found_error", f"No route for {path[:200]}."
-        await send_bytes(
-            send, status, anthropic_error_body(kind, message), [JSON_CONTENT, request_id_header()]
-        )
+            error = NotFound(f"No route for {path[:200]}.")
+        render = render_openai if _openai_client(path, request) else render_anthropic
+        status, body, extra = render(error)
+        await send_bytes(send, status, body, [JSON_CONTENT, request_id_header(), *extra])
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -139,6 +146,7 @@ class Gateway:
         router = Router(settings.model_list, settings.timeouts, builtin)
         providers: dict[str, Provider] = {
             "anthropic": AnthropicProvider(session, settings.anthropic_version),
+            "openai": OpenAIProvider(session),
         }
         pipeline = Pipeline(keys, router, providers, settings.server.max_body_size, request_log)
         self._set_routes(pipeline, AdminApi(settings.admin_token, store, keys, pepper))
@@ -155,6 +163,10 @@ class Gateway:
             ("POST", "/v1/messages"): pipeline.messages,
             ("POST", "/v1/messages/count_tokens"): pipeline.count_tokens,
             ("GET", "/v1/models"): pipeline.list_models,
+            ("POST", "/v1/chat/completions"): pipeline.chat_completions,
+            # OpenAI clients are often pointed at the bare host: serve it without /v1 too.
+            ("POST", "/chat/completions"): pipeline.chat_completions,
+            ("GET", "/models"): pipeline.list_models,
             ("GET", "/health/liveliness"): alive,
             ("GET", "/health/liveness"): alive,
             ("GET", "/health/readiness"): readiness(self._readiness),
@@ -175,6 +187,36 @@ class Gateway:
         if self._components is not None:
             await self._components.close()
             self._components = None
+
+
+# First path segments (after /v1) of OpenAI's API: errors there answer in OpenAI's shape.
+_OPENAI_NAMESPACES = frozenset(
+    {
+        "chat",
+        "completions",
+        "responses",
+        "embeddings",
+        "models",
+        "audio",
+        "images",
+        "files",
+        "batches",
+        "moderations",
+        "assistants",
+        "threads",
+        "fine_tuning",
+        "vector_stores",
+    }
+)
+
+
+def _openai_client(path: str, request: Request) -> bool:
+    """Does this request come from an OpenAI client? Anthropic's always send
+    anthropic-version; otherwise the path tells."""
+    if request.header("anthropic-version") is not None:
+        return False
+    first = path.removeprefix("/v1").lstrip("/").split("/", 1)[0]
+    return first in _OPENAI_NAMESPACES
 
 
 def create_app(settings: Settings) -> Gateway:

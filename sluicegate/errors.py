@@ -9,19 +9,24 @@ exception text from lower layers.
 
 from __future__ import annotations
 
-import orjson
+from sluicegate.translate.error_shapes import anthropic_error_body, openai_error_body
 
 
 class GatewayError(Exception):
     status: int = 500
-    error_type: str = "api_error"
+    error_type: str = "api_error"  # Anthropic's error type
+    openai_type: str = "server_error"  # OpenAI's error type for the same failure
+    openai_code: str | None = None
     # None: let the client decide from the status. False: tell SDKs retrying cannot help.
     should_retry: bool | None = None
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, param: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.param = param  # the request field at fault, when known (OpenAI's "param")
 
     @property
     def metric_label(self) -> str:
@@ -31,28 +36,44 @@ class GatewayError(Exception):
 class InvalidRequest(GatewayError):
     status = 400
     error_type = "invalid_request_error"
+    openai_type = "invalid_request_error"
 
 
 class AuthenticationFailed(GatewayError):
     status = 401
     error_type = "authentication_error"
+    openai_type = "invalid_request_error"  # what OpenAI itself answers for a bad key
+    openai_code = "invalid_api_key"
     should_retry = False
 
 
 class PermissionDenied(GatewayError):
     status = 403
     error_type = "permission_error"
+    openai_type = "permission_error"
+    openai_code = "model_not_allowed"
     should_retry = False
 
 
 class NotFound(GatewayError):
     status = 404
     error_type = "not_found_error"
+    openai_type = "invalid_request_error"
+    openai_code = "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    error_type = "invalid_request_error"
+    openai_type = "invalid_request_error"
+    openai_code = "method_not_allowed"
 
 
 class RequestTooLarge(GatewayError):
     status = 413
     error_type = "request_too_large"
+    openai_type = "invalid_request_error"
+    openai_code = "request_too_large"
     should_retry = False
 
 
@@ -61,11 +82,14 @@ class UpstreamUnavailable(GatewayError):
 
     status = 502
     error_type = "api_error"
+    openai_code = "upstream_unavailable"
 
 
 class UpstreamTimeout(GatewayError):
     status = 504
     error_type = "timeout_error"
+    openai_type = "timeout"
+    openai_code = "upstream_timeout"
 
 
 class InternalError(GatewayError):
@@ -80,18 +104,30 @@ class ServiceUnavailable(GatewayError):
     error_type = "api_error"
 
 
-def anthropic_error_body(error_type: str, message: str) -> bytes:
-    return orjson.dumps({"type": "error", "error": {"type": error_type, "message": message}})
-
-
 def render_anthropic(error: GatewayError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     """Status, body and extra headers of ``error`` on the Anthropic surface."""
+    return (
+        error.status,
+        anthropic_error_body(error.error_type, error.message),
+        _retry_headers(error),
+    )
+
+
+def _retry_headers(error: GatewayError) -> list[tuple[bytes, bytes]]:
     headers: list[tuple[bytes, bytes]] = []
     if error.should_retry is not None:
         headers.append((b"x-should-retry", b"true" if error.should_retry else b"false"))
     if error.retry_after is not None:
         headers.append((b"retry-after", str(max(1, round(error.retry_after))).encode()))
-    return error.status, anthropic_error_body(error.error_type, error.message), headers
+    return headers
+
+
+def render_openai(error: GatewayError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """Status, body and extra headers of ``error`` on the OpenAI surface."""
+    body = openai_error_body(
+        error.message, error.openai_type, param=error.param, code=error.openai_code
+    )
+    return error.status, body, _retry_headers(error)
 
 
 def sse_error_event(error_type: str, message: str) -> bytes:

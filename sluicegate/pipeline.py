@@ -1,13 +1,14 @@
 """The data path, top to bottom (DESIGN.md §1):
 
-    api/anthropic     parse just enough (model, stream, max_tokens); errors in Anthropic shape
-    policy/auth       gateway key -> Principal (in-process map, no database read)
-    (policy/limits)   seam: reserve RPM/TPM/concurrency          -- later issue
-    (policy/budgets)  seam: reserve worst-case cost              -- later issue
-    routing/router    model alias -> routes (deployment + upstream model id)
-    providers/*       HTTP only: URL, headers, auth; transport errors -> typed errors
-    api/relay         JSON or SSE back to the client; stream failures -> SSE error event
-    settle            usage observed -> one structured log line (ledger: later issue)
+    api/anthropic|openai  parse just enough (model, stream, limits); errors in THIS surface's shape
+    policy/auth           gateway key -> Principal (in-process map, no database read)
+    (policy/limits)       seam: reserve RPM/TPM/concurrency          -- later issue
+    (policy/budgets)      seam: reserve worst-case cost              -- later issue
+    routing/router        model alias -> routes (deployment + upstream model id)
+    translate/*           only when the client's format differs from the upstream's
+    providers/*           HTTP only: URL, headers, auth; transport errors -> typed errors
+    api/relay|translated  JSON or SSE back to the client; stream failures -> in-stream errors
+    settle                usage observed -> one structured log line (ledger: later issue)
 
 Every stage raises :class:`GatewayError` for a refusal; :meth:`Pipeline._refuse` renders it
 in the surface's shape. Nothing after the first byte sent to the client can change the
@@ -17,9 +18,8 @@ status: later failures are reported inside the stream.
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import orjson
 
@@ -36,74 +36,51 @@ from sluicegate.api.asgi import (
     send_bytes,
     send_json,
 )
-from sluicegate.api.relay import cancel_on_disconnect, relay_body, relay_stream
-from sluicegate.api.sse import Usage
+from sluicegate.api.openai import openai_model_list, parse_chat
+from sluicegate.api.relay import StreamObserver, cancel_on_disconnect, relay_body, relay_stream
+from sluicegate.api.sse import SSEObserver, Usage
+from sluicegate.api.sse_openai import (
+    OpenAIStreamObserver,
+    openai_stream_error,
+    usage_from_openai,
+)
+from sluicegate.api.translated import Translation, translation_for
 from sluicegate.errors import (
     GatewayError,
     InternalError,
     NotFound,
     PermissionDenied,
     render_anthropic,
+    render_openai,
+    sse_error_event,
 )
 from sluicegate.observe.logging import RequestLog
 from sluicegate.policy.auth import KeyCache, Principal, credentials_from_headers
-from sluicegate.providers.base import Provider, UpstreamCall, UpstreamResponse
+from sluicegate.providers.base import Provider, UpstreamCall
+from sluicegate.record import RequestRecord
 from sluicegate.routing.router import Route, Router
 
 CLIENT_DISCONNECTED = 499  # nginx's convention, for logs only
 INTERNAL_ERROR_MESSAGE = "The gateway failed to handle this request; see its log."
+# Where each upstream family takes a generation request, after its api_base.
+GENERATE_PATHS = {"anthropic": "/v1/messages", "openai": "/chat/completions"}
+COUNT_TOKENS_PATH = "/v1/messages/count_tokens"
 
 log = logging.getLogger("sluicegate.pipeline")
 
 
-@dataclass(slots=True)
-class RequestRecord:
-    """What one request did; becomes the structured log line (and later the ledger row)."""
+@dataclass(frozen=True, slots=True)
+class Surface:
+    """A wire format clients speak to the gateway, and how to answer in it."""
 
-    request_id: str
-    endpoint: str
-    started: float = field(default_factory=time.perf_counter)
-    key_name: str | None = None
-    model: str | None = None
-    deployment: str | None = None
-    upstream_model: str | None = None
-    upstream_request_id: str | None = None
-    stream: bool = False
-    status: int = 0
-    error_type: str | None = None
-    first_token_at: float | None = None
-    usage: Usage | None = None
-    session_id: str | None = None
-    committed: bool = False  # has the response (status line) been handed to the relay?
+    name: str  # "anthropic" | "openai"; equals the provider name that speaks it upstream
+    render_error: Callable[[GatewayError], tuple[int, bytes, HeaderList]]
+    stream_error: Callable[[str, str], bytes]
+    new_observer: Callable[[], StreamObserver]
 
-    def fields(self) -> dict[str, Any]:
-        now = time.perf_counter()
-        out: dict[str, Any] = {
-            "request_id": self.request_id,
-            "endpoint": self.endpoint,
-            "status": self.status,
-            "key_name": self.key_name,
-            "model": self.model,
-            "deployment": self.deployment,
-            "upstream_model": self.upstream_model,
-            "stream": self.stream,
-            "upstream_request_id": self.upstream_request_id,
-            "latency_ms": round((now - self.started) * 1000, 2),
-        }
-        if self.first_token_at is not None:
-            out["ttft_ms"] = round((self.first_token_at - self.started) * 1000, 2)
-        if self.usage is not None:
-            out.update(
-                input_tokens=self.usage.input_tokens,
-                output_tokens=self.usage.output_tokens,
-                cache_read_tokens=self.usage.cache_read_input_tokens,
-                cache_write_tokens=self.usage.cache_creation_input_tokens,
-            )
-        if self.error_type:
-            out["error_type"] = self.error_type
-        if self.session_id:
-            out["client_session_id"] = self.session_id
-        return out
+
+ANTHROPIC = Surface("anthropic", render_anthropic, sse_error_event, SSEObserver)
+OPENAI = Surface("openai", render_openai, openai_stream_error, OpenAIStreamObserver)
 
 
 class Pipeline:
@@ -124,88 +101,130 @@ class Pipeline:
     # -- endpoints ---------------------------------------------------------------------
 
     async def messages(self, request: Request, receive: Receive, send: Send) -> None:
-        await self._forward(request, receive, send, "/v1/messages")
+        await self._forward(request, receive, send, ANTHROPIC, "messages")
 
     async def count_tokens(self, request: Request, receive: Receive, send: Send) -> None:
         # Forwarded, never estimated: a wrong count is worse than none (CLIENTS.md).
         # Not charged against inference limits when limits arrive.
-        await self._forward(request, receive, send, "/v1/messages/count_tokens")
+        await self._forward(request, receive, send, ANTHROPIC, "count_tokens")
+
+    async def chat_completions(self, request: Request, receive: Receive, send: Send) -> None:
+        await self._forward(request, receive, send, OPENAI, "chat_completions")
 
     async def list_models(self, request: Request, receive: Receive, send: Send) -> None:
+        # Anthropic's clients always send anthropic-version; OpenAI's never do.
+        surface = ANTHROPIC if request.header("anthropic-version") else OPENAI
         record = RequestRecord(new_request_id(), "models")
-        headers = [(b"request-id", record.request_id.encode())]
         try:
             principal = await self._authenticate(request, record)
             allowed = [m for m in self._router.listed_models() if principal.may_use(m)]
-            page = model_page(allowed, request.query_string)
+            page = (
+                model_page(allowed, request.query_string)
+                if surface is ANTHROPIC
+                else openai_model_list(allowed)
+            )
         except GatewayError as error:
-            await self._refuse(send, record, error)
+            await self._refuse(send, record, error, surface)
             return
         record.status = 200
-        await send_json(send, 200, page, headers)
+        await send_json(send, 200, page, [(b"request-id", record.request_id.encode())])
         self._settle(record)
 
     # -- the data path -----------------------------------------------------------------
 
-    async def _forward(self, request: Request, receive: Receive, send: Send, path: str) -> None:
-        endpoint = "messages" if path == "/v1/messages" else "count_tokens"
+    async def _forward(
+        self, request: Request, receive: Receive, send: Send, surface: Surface, endpoint: str
+    ) -> None:
         record = RequestRecord(new_request_id(), endpoint)
         record.session_id = request.header("x-claude-code-session-id")
         try:
             principal = await self._authenticate(request, record)
             body = await read_body(receive, request, self._max_body)
-            parsed = parse_messages(body) if endpoint == "messages" else parse_count_tokens(body)
+            parsed = _PARSERS[endpoint](body)
             record.model, record.stream = parsed.model, parsed.stream
             route = self._route(principal, parsed.model, record)
             # seams: limits.reserve(...) and budgets.reserve(...) go here (later issues)
+            translation = translation_for(surface.name, route.deployment.provider, endpoint)
+            call = self._upstream_call(route, parsed, request, endpoint, translation)
             await cancel_on_disconnect(
-                receive, self._exchange(send, record, route, parsed, request, path)
+                receive, self._exchange(send, record, call, parsed, surface, translation)
             )
         except GatewayError as error:
-            await self._refuse(send, record, error)
+            await self._refuse(send, record, error, surface)
             return
         except ClientDisconnected:
             record.status = CLIENT_DISCONNECTED
         except Exception:
-            # A bug, not a refusal: keep the wire contract (an Anthropic-shaped 500 when no
-            # byte was sent yet) and give the operator the traceback.
+            # A bug, not a refusal: keep the wire contract (a 500 in the surface's shape
+            # when no byte was sent yet) and give the operator the traceback.
             log.exception("internal error serving %s", record.request_id)
             if not record.committed:
-                await self._refuse(send, record, InternalError(INTERNAL_ERROR_MESSAGE))
+                await self._refuse(send, record, InternalError(INTERNAL_ERROR_MESSAGE), surface)
                 return
             record.status, record.error_type = 500, "api_error"
         self._settle(record)
+
+    def _upstream_call(
+        self,
+        route: Route,
+        parsed: ParsedRequest,
+        request: Request,
+        endpoint: str,
+        translation: Translation | None,
+    ) -> UpstreamCall:
+        deployment = route.deployment
+        if endpoint == "count_tokens":
+            if deployment.provider != "anthropic":
+                # No honest count is possible: 404 lets the client estimate for itself.
+                raise NotFound(f"count_tokens is not available for the model {parsed.model}")
+            path = COUNT_TOKENS_PATH
+        else:
+            path = GENERATE_PATHS[deployment.provider]
+        client_headers = request.headers
+        if translation is None:
+            body = parsed.body_for(route.upstream_model)
+        else:
+            body, extra_headers = translation.request(parsed, route)
+            if extra_headers:
+                client_headers = {**client_headers, **extra_headers}
+        return UpstreamCall(deployment, path, body, client_headers, parsed.stream)
 
     async def _exchange(
         self,
         send: Send,
         record: RequestRecord,
-        route: Route,
+        call: UpstreamCall,
         parsed: ParsedRequest,
-        request: Request,
-        path: str,
+        surface: Surface,
+        translation: Translation | None,
     ) -> None:
         """Call the upstream and deliver its answer to the client.
 
         Raises GatewayError only before the first byte went to the client; after that,
-        failures are reported inside the stream by :func:`relay_stream`.
+        failures are reported inside the stream.
         """
-        upstream = await self._send_upstream(route, parsed, request, path)
+        provider = self._providers[call.deployment.provider]
+        upstream = await provider.send(call)
         record.status = upstream.status
         record.upstream_request_id = upstream.request_id
         headers: HeaderList = [(b"request-id", record.request_id.encode())]
-        record.committed = True  # from here on the relay owns the response
         try:
-            if parsed.stream and upstream.status < 300:
-                observation = await relay_stream(send, upstream, headers)
+            if translation is not None:
+                await translation.deliver(send, upstream, headers, record, parsed)
+            elif parsed.stream and upstream.status < 300:
+                record.committed = True
+                observation = await relay_stream(
+                    send, upstream, headers, surface.new_observer(), surface.stream_error
+                )
                 record.usage = observation.usage
                 record.first_token_at = observation.first_token_at
                 record.error_type = observation.error_type
             else:
                 body = await upstream.read()
+                record.committed = True
                 await relay_body(send, upstream, body, headers)
-                if record.endpoint == "messages" and upstream.status < 300:
-                    record.usage = _json_usage(body)
+                if record.endpoint != "count_tokens" and upstream.status < 300:
+                    record.usage = _json_usage(body, surface)
         except BaseException:
             upstream.close()  # client gone or relay failed: don't reuse the connection
             raise
@@ -221,36 +240,22 @@ class Pipeline:
     def _route(self, principal: Principal, model: str, record: RequestRecord) -> Route:
         routes = self._router.resolve(model)
         if not routes:
-            raise NotFound(f"model: {model} is not served by this gateway")
+            raise NotFound(f"model: {model} is not served by this gateway", param="model")
         if not principal.may_use(model):
-            raise PermissionDenied(f"This API key is not allowed to use the model {model}.")
+            raise PermissionDenied(
+                f"This API key is not allowed to use the model {model}.", param="model"
+            )
         route = routes[0]
         record.deployment = route.deployment.name
         record.upstream_model = route.upstream_model
         return route
 
-    async def _send_upstream(
-        self, route: Route, parsed: ParsedRequest, request: Request, path: str
-    ) -> UpstreamResponse:
-        deployment = route.deployment
-        provider = self._providers.get(deployment.provider)
-        counting = path.endswith("count_tokens")
-        if provider is None or (counting and deployment.provider != "anthropic"):
-            # No honest count is possible: 404 lets the client estimate for itself.
-            raise NotFound(f"{path} is not available for the model {parsed.model}")
-        call = UpstreamCall(
-            deployment=deployment,
-            path=path,
-            body=parsed.body_for(route.upstream_model),
-            client_headers=request.headers,
-            stream=parsed.stream,
-        )
-        return await provider.send(call)
-
     # -- answers and settlement --------------------------------------------------------
 
-    async def _refuse(self, send: Send, record: RequestRecord, error: GatewayError) -> None:
-        status, body, extra = render_anthropic(error)
+    async def _refuse(
+        self, send: Send, record: RequestRecord, error: GatewayError, surface: Surface
+    ) -> None:
+        status, body, extra = surface.render_error(error)
         record.status, record.error_type = status, error.error_type
         headers = [JSON_CONTENT, (b"request-id", record.request_id.encode()), *extra]
         await send_bytes(send, status, body, headers)
@@ -262,12 +267,22 @@ class Pipeline:
             self._log.write(record.fields())
 
 
-def _json_usage(body: bytes) -> Usage | None:
+_PARSERS: dict[str, Callable[[bytes], ParsedRequest]] = {
+    "messages": parse_messages,
+    "count_tokens": parse_count_tokens,
+    "chat_completions": parse_chat,
+}
+
+
+def _json_usage(body: bytes, surface: Surface) -> Usage | None:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("usage"), dict):
+        return None
+    if surface is OPENAI:
+        return usage_from_openai(payload["usage"])
     usage = Usage()
-    if isinstance(payload, dict):
-        usage.update(payload.get("usage"))
+    usage.update(payload["usage"])
     return usage

@@ -198,6 +198,22 @@ class ModelEntry(_Strict):
     api_base: str
     api_key: SecretRef | None = None
     timeouts: TimeoutOverrides = TimeoutOverrides()
+    default_max_tokens: int = Field(
+        4096, ge=1, description="max_tokens sent to Anthropic when an OpenAI client sets none"
+    )
+    # OpenAI-compatible servers (provider: openai) differ in small ways:
+    auth_style: Literal["bearer", "api-key", "none"] = Field(
+        "bearer",
+        description="how the key is sent: Authorization: Bearer, api-key header "
+        "(Azure style), or not at all (local servers)",
+    )
+    stream_options: bool = Field(
+        True, description="the server accepts stream_options.include_usage (usage in streams)"
+    )
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    extra_headers: dict[str, str] = Field(
+        default_factory=dict, description="sent upstream with every request"
+    )
 
     @field_validator("model_name")
     @classmethod
@@ -214,6 +230,23 @@ class ModelEntry(_Strict):
         if not re.match(r"^https?://[^/\s?#]+", value) or any(c in value for c in "?# \t"):
             raise ValueError("must be an http(s) URL without query or fragment")
         return value.rstrip("/")
+
+    @field_validator("extra_headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, header in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9-]+", name) or any(c in header for c in "\r\n"):
+                raise ValueError(f"{name!r}: not a valid header")
+            if name.lower() in {
+                "authorization",
+                "x-api-key",
+                "api-key",
+                "host",
+                "content-length",
+                "content-type",
+            }:
+                raise ValueError(f"{name!r} is set by the gateway itself")
+        return {name.lower(): header for name, header in value.items()}
 
     @property
     def is_wildcard(self) -> bool:

@@ -60,6 +60,20 @@ def default_model_list(upstream_url: str) -> list[dict[str, object]]:
         entry("slow-model", timeouts={"first_byte": 1.0, "idle": 1.0}),
         entry("short-total", timeouts={"total": 1.5}),
         entry("claude-*"),
+        # OpenAI(-compatible) upstreams: api_base carries the version path, as for OpenAI.
+        entry("gpt-4o-mini", provider="openai", api_base=upstream_url + "/v1"),
+        entry(
+            "quirky-local",
+            provider="openai",
+            model="llama-3.1-8b",
+            api_base=upstream_url + "/v1",
+            stream_options=False,
+            max_tokens_field="max_completion_tokens",
+            extra_headers={"X-Team": "gateway-tests"},
+        ),
+        entry(
+            "azure-style", provider="openai", api_base=upstream_url + "/v1", auth_style="api-key"
+        ),
         {
             "model_name": "prefixed",
             "provider": "anthropic",

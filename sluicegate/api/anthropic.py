@@ -36,7 +36,7 @@ class ParsedRequest:
         return orjson.dumps({**self.payload, "model": upstream_model})
 
 
-def _load_object(raw: bytes) -> dict[str, Any]:
+def load_object(raw: bytes) -> dict[str, Any]:
     if not raw:
         raise InvalidRequest("The request body is empty; a JSON object is required.")
     try:
@@ -48,14 +48,14 @@ def _load_object(raw: bytes) -> dict[str, Any]:
     return payload
 
 
-def _model(payload: dict[str, Any]) -> str:
+def model_name(payload: dict[str, Any]) -> str:
     model = payload.get("model")
     if model is None:
-        raise InvalidRequest("model: Field required")
+        raise InvalidRequest("model: Field required", param="model")
     if not isinstance(model, str) or not model.strip():
-        raise InvalidRequest("model: must be a non-empty string")
+        raise InvalidRequest("model: must be a non-empty string", param="model")
     if len(model) > MAX_MODEL_NAME or any(ord(c) < 32 for c in model):
-        raise InvalidRequest("model: not a valid model name")
+        raise InvalidRequest("model: not a valid model name", param="model")
     return model
 
 
@@ -69,8 +69,8 @@ def _messages(payload: dict[str, Any]) -> None:
 
 def parse_messages(raw: bytes) -> ParsedRequest:
     """A ``POST /v1/messages`` body."""
-    payload = _load_object(raw)
-    model = _model(payload)
+    payload = load_object(raw)
+    model = model_name(payload)
     max_tokens = payload.get("max_tokens")
     if max_tokens is None:
         raise InvalidRequest("max_tokens: Field required")
@@ -89,8 +89,8 @@ def parse_messages(raw: bytes) -> ParsedRequest:
 
 def parse_count_tokens(raw: bytes) -> ParsedRequest:
     """A ``POST /v1/messages/count_tokens`` body (no ``max_tokens``, never streamed)."""
-    payload = _load_object(raw)
-    model = _model(payload)
+    payload = load_object(raw)
+    model = model_name(payload)
     _messages(payload)
     return ParsedRequest(model, False, None, payload, raw)
 

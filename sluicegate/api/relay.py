@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 from sluicegate.api.asgi import (
     SSE_HEADERS,
@@ -83,12 +83,26 @@ async def relay_body(
     await send_bytes(send, upstream.status, body, out)
 
 
+class StreamObserver(Protocol):
+    observation: StreamObservation
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+
+ErrorEvent = Callable[[str, str], bytes]
+
+
 async def relay_stream(
-    send: Send, upstream: UpstreamResponse, headers: HeaderList
+    send: Send,
+    upstream: UpstreamResponse,
+    headers: HeaderList,
+    observer: StreamObserver | None = None,
+    error_event: ErrorEvent = sse_error_event,
 ) -> StreamObservation:
     """Relay an SSE stream chunk by chunk while observing it; end it cleanly whatever
-    happens upstream. Returns what the observer saw."""
-    observer = SSEObserver()
+    happens upstream. ``observer`` and ``error_event`` follow the stream's wire format
+    (Anthropic by default). Returns what the observer saw."""
+    observer = observer or SSEObserver()
     await send(
         {
             "type": "http.response.start",
@@ -102,7 +116,7 @@ async def relay_stream(
             ready = observer.feed(chunk)
             if upstream.at_eof():
                 # The last chunk came with the end of the body: one send finishes the response.
-                await send(_last_body(ready + _end_of_stream(observation)))
+                await send(last_body(ready + _end_of_stream(observation, error_event)))
                 return observation
             if ready:
                 await send({"type": "http.response.body", "body": ready, "more_body": True})
@@ -110,27 +124,27 @@ async def relay_stream(
         upstream.close()
         tail = b""
         if not observation.saw_message_stop:  # a drop after the end loses nothing
-            tail = sse_error_event(error.error_type, error.message)
+            tail = error_event(error.error_type, error.message)
             observation.error_type = error.error_type
-        await send(_last_body(tail))
+        await send(last_body(tail))
         return observation
     except Exception:  # a gateway bug mid-stream: still end the stream with an error event
         log.exception("internal error while relaying a stream")
         upstream.close()
         observation.error_type = "api_error"
-        await send(_last_body(sse_error_event("api_error", INTERNAL_STREAM_ERROR)))
+        await send(last_body(error_event("api_error", INTERNAL_STREAM_ERROR)))
         return observation
-    await send(_last_body(_end_of_stream(observation)))
+    await send(last_body(_end_of_stream(observation, error_event)))
     return observation
 
 
-def _end_of_stream(observation: StreamObservation) -> bytes:
+def _end_of_stream(observation: StreamObservation, error_event: ErrorEvent) -> bytes:
     """What follows the upstream's last byte: nothing, or an error if the message is cut."""
     if observation.complete:
         return b""
     observation.error_type = "api_error"
-    return sse_error_event("api_error", INCOMPLETE_STREAM)
+    return error_event("api_error", INCOMPLETE_STREAM)
 
 
-def _last_body(body: bytes) -> Message:
+def last_body(body: bytes) -> Message:
     return {"type": "http.response.body", "body": body, "more_body": False}

@@ -60,7 +60,7 @@ _OBSERVED_EVENTS = tuple(
 )
 
 
-def _last_boundary(data: bytes) -> int:
+def last_boundary(data: bytes) -> int:
     """Index just past the last blank line (LF or CRLF line endings), or -1."""
     lf = data.rfind(b"\n\n")
     crlf = data.rfind(b"\n\r\n")
@@ -104,7 +104,7 @@ class SSEObserver:
     def feed(self, chunk: bytes) -> bytes:
         """Observe ``chunk``; return the bytes now ready to relay (whole events only)."""
         data = self._held + chunk if self._held else chunk
-        end = _last_boundary(data)
+        end = last_boundary(data)
         if end < 0:
             self._held = data
             return b""
@@ -138,7 +138,7 @@ class SSEObserver:
             if data_end > 0 and ready.startswith(b"\n", data_end + 1):
                 self._record(name, ready[line_end + 7 : data_end])
                 return
-        start = _last_boundary(ready[:line_at])
+        start = last_boundary(ready[:line_at])
         stop = ready.find(b"\n\n", line_end)
         stop_crlf = ready.find(b"\n\r\n", line_end)
         if stop < 0 or (0 <= stop_crlf < stop):
@@ -171,3 +171,50 @@ class SSEObserver:
             error = payload.get("error")
             kind = error.get("type") if isinstance(error, dict) else None
             obs.error_type = kind if isinstance(kind, str) else "api_error"
+
+
+class SSEDecoder:
+    """Splits an SSE byte stream into ``(event name, data)`` pairs, for translation.
+
+    Unlike :class:`SSEObserver` (pass-through) every event is decoded here, because a
+    translated stream is rebuilt event by event. Comments and ``id``/``retry`` fields are
+    skipped; multi-line data is joined with newlines, as the SSE specification says.
+    """
+
+    __slots__ = ("_held",)
+
+    def __init__(self) -> None:
+        self._held = b""
+
+    def feed(self, chunk: bytes) -> list[tuple[str, bytes]]:
+        data = self._held + chunk if self._held else chunk
+        end = last_boundary(data)
+        if end < 0:
+            self._held = data
+            return []
+        self._held = data[end:]
+        events: list[tuple[str, bytes]] = []
+        for block in data[:end].replace(b"\r\n", b"\n").split(b"\n\n"):
+            if block:
+                event = _decode_block(block)
+                if event is not None:
+                    events.append(event)
+        return events
+
+    @property
+    def pending(self) -> bool:
+        """Is an unfinished event held back?"""
+        return bool(self._held.strip())
+
+
+def _decode_block(block: bytes) -> tuple[str, bytes] | None:
+    name = ""
+    data: list[bytes] = []
+    for line in block.split(b"\n"):
+        if line.startswith(b"data:"):
+            data.append(line[5:].removeprefix(b" "))
+        elif line.startswith(b"event:"):
+            name = line[6:].strip().decode("utf-8", "replace")
+    if not data and not name:
+        return None
+    return name, b"\n".join(data)

@@ -28,6 +28,7 @@ class AnthropicProvider:
         headers["user-agent"] = USER_AGENT
         if call.stream:
             headers["accept"] = "text/event-stream"
+        headers.update(call.deployment.extra_headers)
         key = call.deployment.api_key
         if key is not None:
             headers["x-api-key"] = key.reveal()

@@ -12,10 +12,11 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sluicegate.catalog import ANTHROPIC_MODELS
 from sluicegate.settings import ModelEntry, Secret, Timeouts
+from sluicegate.translate.quirks import OpenAIQuirks
 
 _MEMO_LIMIT = 4096
 
@@ -28,6 +29,10 @@ class Deployment:
     api_key: Secret | None
     upstream_model: str | None  # None: send the model name the client asked for
     timeouts: Timeouts
+    default_max_tokens: int = 4096
+    auth_style: str = "bearer"  # provider openai: bearer | api-key | none
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    quirks: OpenAIQuirks = field(default_factory=OpenAIQuirks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,12 @@ class Router:
                 api_key=api_key,
                 upstream_model=entry.model,
                 timeouts=entry.timeouts.over(default_timeouts),
+                default_max_tokens=entry.default_max_tokens,
+                auth_style=entry.auth_style,
+                extra_headers=tuple(entry.extra_headers.items()),
+                quirks=OpenAIQuirks(
+                    stream_options=entry.stream_options, max_tokens_field=entry.max_tokens_field
+                ),
             )
             if entry.is_wildcard:
                 pattern = re.compile(fnmatch.translate(entry.model_name))

@@ -235,12 +235,6 @@ def test_unsupported_parameter_names_it(gateway: Gateway, fake: FakeUpstream) ->
     assert fake.call_count() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: a wrong method on an OpenAI-surface path (GET /v1/chat/completions) "
-    "is answered 405 in Anthropic's error shape ({type:error,error:{...}}), not OpenAI's "
-    "(app.py _no_route always renders the Anthropic shape)",
-)
 def test_wrong_method_on_chat_path_answers_in_openai_shape(
     gateway: Gateway, fake: FakeUpstream
 ) -> None:

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from sluicegate.fake_upstream import Behaviour, FakeUpstream
 from tests.gateway_harness import Gateway
 from tests.integration.test_anthropic_support import wait_for_log
@@ -98,12 +96,6 @@ def test_anthropic_client_openai_stream(gateway: Gateway, fake: FakeUpstream) ->
     assert "error_type" not in entry
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: an upstream error event inside a translated stream is relayed to the "
-    "client but not recorded: the log line has status 200 and no error_type "
-    "(api/translated.py sets record.error_type only for GatewayError)",
-)
 def test_failed_translated_stream_is_logged_as_failed(gateway: Gateway, fake: FakeUpstream) -> None:
     fake.script(Behaviour(text="this answer fails", error_event_after=3))
     with anthropic_client(gateway).messages.with_streaming_response.create(
@@ -116,12 +108,6 @@ def test_failed_translated_stream_is_logged_as_failed(gateway: Gateway, fake: Fa
     assert entry.get("error_type"), entry
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: an upstream error event inside a translated stream is relayed to the "
-    "client but not recorded: the log line has status 200 and no error_type "
-    "(api/translated.py sets record.error_type only for GatewayError)",
-)
 def test_failed_openai_client_stream_is_logged_as_failed(
     gateway: Gateway, fake: FakeUpstream
 ) -> None:

@@ -1,0 +1,59 @@
+"""What one request did: filled in along the data path, then logged (and later ledgered)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sluicegate.api.sse import Usage
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What one request did; becomes the structured log line (and later the ledger row)."""
+
+    request_id: str
+    endpoint: str
+    started: float = field(default_factory=time.perf_counter)
+    key_name: str | None = None
+    model: str | None = None
+    deployment: str | None = None
+    upstream_model: str | None = None
+    upstream_request_id: str | None = None
+    stream: bool = False
+    status: int = 0
+    error_type: str | None = None
+    first_token_at: float | None = None
+    usage: Usage | None = None
+    session_id: str | None = None
+    committed: bool = False  # has the response (status line) been handed to the relay?
+
+    def fields(self) -> dict[str, Any]:
+        now = time.perf_counter()
+        out: dict[str, Any] = {
+            "request_id": self.request_id,
+            "endpoint": self.endpoint,
+            "status": self.status,
+            "key_name": self.key_name,
+            "model": self.model,
+            "deployment": self.deployment,
+            "upstream_model": self.upstream_model,
+            "stream": self.stream,
+            "upstream_request_id": self.upstream_request_id,
+            "latency_ms": round((now - self.started) * 1000, 2),
+        }
+        if self.first_token_at is not None:
+            out["ttft_ms"] = round((self.first_token_at - self.started) * 1000, 2)
+        if self.usage is not None:
+            out.update(
+                input_tokens=self.usage.input_tokens,
+                output_tokens=self.usage.output_tokens,
+                cache_read_tokens=self.usage.cache_read_input_tokens,
+                cache_write_tokens=self.usage.cache_creation_input_tokens,
+            )
+        if self.error_type:
+            out["error_type"] = self.error_type
+        if self.session_id:
+            out["client_session_id"] = self.session_id
+        return out
