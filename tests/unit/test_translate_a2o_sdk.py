@@ -206,6 +206,13 @@ def text_completion(content: str, **message: Any) -> dict[str, Any]:
     }
 
 
+WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Weather",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+
+
 def test_sdk_tool_round_trip_with_thinking() -> None:
     """The SDK's own tool loop: a translated answer (thinking + tool_use) goes back as history
     via ``to_param()``; its tool_result becomes a tool message."""
@@ -222,13 +229,7 @@ def test_sdk_tool_round_trip_with_thinking() -> None:
         ]
     )
     client = gateway(lambda body: next(replies), seen)
-    tools: list[Any] = [
-        {
-            "name": "get_weather",
-            "description": "Weather",
-            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
-        }
-    ]
+    tools: list[Any] = [WEATHER_TOOL]
     messages: list[Any] = [{"role": "user", "content": "Weather in Oslo?"}]
     first = client.messages.create(
         model="claude-sonnet-4-6",
