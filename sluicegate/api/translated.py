@@ -29,7 +29,7 @@ from sluicegate.translate.a2o_response import anthropic_to_openai_response
 from sluicegate.translate.error_shapes import anthropic_error_to_openai, openai_error_to_anthropic
 from sluicegate.translate.errors import TranslationError
 from sluicegate.translate.o2a_request import openai_to_anthropic_request, required_betas
-from sluicegate.translate.o2a_response import openai_to_anthropic_response
+from sluicegate.translate.o2a_response import UpstreamFormatError, openai_to_anthropic_response
 from sluicegate.translate.stream_a2o import AnthropicToOpenAIStream
 from sluicegate.translate.stream_o2a import OpenAIToAnthropicStream
 
@@ -110,9 +110,9 @@ class _OpenAIClientAnthropicUpstream:
     ) -> None:
         if not parsed.stream or upstream.status >= 300:
             body, message = await _read_json(upstream)
-            record.committed = True
             if message is None:
                 answer = anthropic_error_to_openai(upstream.status, body)
+                record.committed = True
                 await send_bytes(send, upstream.status, answer, [JSON, *headers])
                 return
             record.usage = Usage()
@@ -120,6 +120,7 @@ class _OpenAIClientAnthropicUpstream:
             answer = orjson.dumps(
                 anthropic_to_openai_response(message, model=parsed.model, created=int(time.time()))
             )
+            record.committed = True
             await send_bytes(send, 200, answer, [JSON, *headers])
             return
         machine = AnthropicToOpenAIStream(
@@ -181,14 +182,19 @@ class _AnthropicClientOpenAIUpstream:
     ) -> None:
         if not parsed.stream or upstream.status >= 300:
             body, completion = await _read_json(upstream)
-            record.committed = True
             if completion is None:
                 answer = openai_error_to_anthropic(upstream.status, body)
+                record.committed = True
                 await send_bytes(send, upstream.status, answer, [JSON, *headers])
                 return
             if isinstance(completion.get("usage"), dict):
                 record.usage = usage_from_openai(completion["usage"])
-            answer = orjson.dumps(openai_to_anthropic_response(completion, model=parsed.model))
+            try:
+                translated = openai_to_anthropic_response(completion, model=parsed.model)
+            except UpstreamFormatError as exc:  # a completion we cannot read: upstream's fault
+                raise UpstreamUnavailable(str(exc)) from None
+            answer = orjson.dumps(translated)
+            record.committed = True
             await send_bytes(send, 200, answer, [JSON, *headers])
             return
         machine = OpenAIToAnthropicStream(model=parsed.model)
