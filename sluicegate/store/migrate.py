@@ -19,6 +19,9 @@ proxies, which also keeps two upgrades awaited concurrently in one process apart
 
 from __future__ import annotations
 
+import asyncio
+import weakref
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -59,13 +62,23 @@ def head_revision() -> str:
     return head
 
 
+# Alembic keeps its running migration in process-global proxies (``context``, ``op``), so two
+# upgrades must never overlap inside one process; the database lock below only orders
+# processes. One asyncio lock per event loop (tests run several loops in one process).
+_UPGRADE_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def upgrade(database_url: str, *, schema: str | None = None) -> None:
     """Upgrade the database to the head revision (idempotent, concurrency-safe)."""
-    engine = create_engine(database_url, schema=schema)
-    try:
-        await _upgrade(engine)
-    finally:
-        await engine.dispose()
+    lock = _UPGRADE_LOCKS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+    async with lock:
+        engine = create_engine(database_url, schema=schema)
+        try:
+            await _upgrade(engine)
+        finally:
+            await engine.dispose()
 
 
 async def current_revision(database_url: str, *, schema: str | None = None) -> str | None:
