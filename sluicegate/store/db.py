@@ -14,6 +14,8 @@ the busy timeout instead of failing with "database is locked".
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +56,14 @@ _BEGIN_STATEMENTS = {
 # busy_timeout first: switching to WAL needs a lock another process may hold.
 _SQLITE_PRAGMAS = (
     f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS:d}",
-    "PRAGMA journal_mode = WAL",
     "PRAGMA foreign_keys = ON",
 )
+# Switching a new file to WAL needs an exclusive lock. While another process holds the write
+# lock (migrating the same new file: `serve --workers N` at first start) SQLite answers
+# "database is locked" at once, without waiting for busy_timeout, to avoid a deadlock. WAL is
+# a property of the file, so re-check and retry briefly.
+_WAL_SWITCH_ATTEMPTS = 100
+_WAL_SWITCH_PAUSE = 0.1
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -168,8 +175,24 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
     try:
         for pragma in _SQLITE_PRAGMAS:
             cursor.execute(pragma)
+        _ensure_wal(cursor)
     finally:
         cursor.close()
+
+
+def _ensure_wal(cursor: Any) -> None:
+    for attempt in range(_WAL_SWITCH_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode")
+            if str(cursor.fetchone()[0]).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == _WAL_SWITCH_ATTEMPTS - 1:
+                raise
+            # Only at a first start on a new file, while another process holds it.
+            time.sleep(_WAL_SWITCH_PAUSE)
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

@@ -43,11 +43,12 @@ async def test_upgrades_in_one_process_never_overlap(
 
 
 async def test_connecting_waits_while_another_process_holds_a_new_file(tmp_path: Path) -> None:
-    """A gateway starting while another process writes to a new database file waits for it
-    (busy_timeout) and then switches the file to WAL, instead of failing to start."""
+    """Another process holds the write lock of a new (not yet WAL) file, as a sibling worker
+    migrating it does. Switching to WAL then fails at once with "database is locked" (SQLite
+    skips busy_timeout to avoid a deadlock); the gateway must wait and retry instead."""
     path = tmp_path / "new.db"
     holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("BEGIN IMMEDIATE")
     holder.execute("CREATE TABLE other_process (x INTEGER)")
     releaser = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
     releaser.start()
