@@ -80,14 +80,14 @@ def _event_data(block: bytes) -> bytes:
     return b"\n".join(line[5:].removeprefix(b" ") for line in lines if line.startswith(b"data:"))
 
 
-class SSEObserver:
-    """Feed it the relayed chunks; read :attr:`observation` at any time.
+class WholeEventObserver:
+    """Base of the pass-through stream observers: feed it the relayed chunks, read
+    :attr:`observation` at any time.
 
     :meth:`feed` returns the bytes that complete whole events and holds back a partial
     event until its end arrives, so the relay never leaves a client with half an event:
-    if the upstream dies mid-event, what follows on the wire is a clean ``error`` event.
-    Finding events costs a few C-level byte searches per chunk; JSON is decoded only for
-    the handful of events that carry usage, the stop reason or an error.
+    if the upstream dies mid-event, what follows on the wire is a clean error event.
+    Subclasses look at the ready bytes in :meth:`_observe`.
     """
 
     __slots__ = ("_held", "observation")
@@ -114,6 +114,17 @@ class SSEObserver:
             ready, self._held = data[:end], data[end:]
         self._observe(ready)
         return ready
+
+    def _observe(self, ready: bytes) -> None:
+        raise NotImplementedError
+
+
+class SSEObserver(WholeEventObserver):
+    """An Anthropic Messages stream. Finding the events it reads costs a few C-level byte
+    searches per chunk; JSON is decoded only for the handful of events that carry usage,
+    the stop reason or an error."""
+
+    __slots__ = ()
 
     def _observe(self, ready: bytes) -> None:
         obs = self.observation

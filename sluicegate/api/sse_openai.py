@@ -11,7 +11,7 @@ import time
 
 import orjson
 
-from sluicegate.api.sse import StreamObservation, Usage, last_boundary
+from sluicegate.api.sse import StreamObservation, Usage, WholeEventObserver
 from sluicegate.translate.error_shapes import openai_error_body
 
 DONE = b"data: [DONE]"
@@ -23,26 +23,8 @@ def openai_stream_error(error_type: str, message: str) -> bytes:
     return b"data: " + openai_error_body(message, error_type) + b"\n\n"
 
 
-class OpenAIStreamObserver:
-    __slots__ = ("_held", "observation")
-
-    def __init__(self) -> None:
-        self._held = b""
-        self.observation = StreamObservation()
-
-    @property
-    def pending(self) -> int:
-        return len(self._held)
-
-    def feed(self, chunk: bytes) -> bytes:
-        data = self._held + chunk if self._held else chunk
-        end = last_boundary(data)
-        if end < 0:
-            self._held = data
-            return b""
-        ready, self._held = data[:end], data[end:]
-        self._observe(ready)
-        return ready
+class OpenAIStreamObserver(WholeEventObserver):
+    __slots__ = ()
 
     def _observe(self, ready: bytes) -> None:
         obs = self.observation

@@ -10,7 +10,7 @@ inside the translated stream, and the stream always ends the way its format requ
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import orjson
 
@@ -87,8 +87,92 @@ async def _start_stream(send: Send, headers: HeaderList) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *headers]})
 
 
-class _OpenAIClientAnthropicUpstream:
+class _StreamMachine(Protocol):
+    def finish(self) -> list[bytes]: ...
+
+    def fail(self, error_type: str, message: str) -> list[bytes]: ...
+
+
+M = TypeVar("M", bound=_StreamMachine)
+
+
+class _TranslatedExchange(Generic[M]):
+    """The I/O both directions share; subclasses supply the direction's translators."""
+
+    # How the stream machine's in-stream error output starts (to log a reported cut).
+    error_marker: bytes = b""
+
+    def upstream_error(self, status: int, body: bytes) -> bytes:
+        raise NotImplementedError
+
+    def answer(
+        self, payload: dict[str, Any], parsed: ParsedRequest, record: RequestRecord
+    ) -> bytes:
+        raise NotImplementedError
+
+    def machine(self, parsed: ParsedRequest) -> M:
+        raise NotImplementedError
+
+    def step(
+        self, machine: M, name: str, event: dict[str, Any], record: RequestRecord
+    ) -> list[bytes]:
+        raise NotImplementedError
+
+    async def deliver(
+        self,
+        send: Send,
+        upstream: UpstreamResponse,
+        headers: HeaderList,
+        record: RequestRecord,
+        parsed: ParsedRequest,
+    ) -> None:
+        if not parsed.stream or upstream.status >= 300:
+            body, payload = await _read_json(upstream)
+            if payload is None:
+                status, answer = upstream.status, self.upstream_error(upstream.status, body)
+            else:
+                status, answer = 200, self.answer(payload, parsed, record)
+            record.committed = True
+            await send_bytes(send, status, answer, [JSON, *headers])
+            return
+        await self._stream(send, upstream, headers, record, self.machine(parsed))
+
+    async def _stream(
+        self,
+        send: Send,
+        upstream: UpstreamResponse,
+        headers: HeaderList,
+        record: RequestRecord,
+        machine: M,
+    ) -> None:
+        record.committed = True
+        await _start_stream(send, headers)
+        decoder = SSEDecoder()
+        try:
+            async for chunk in upstream.iter_chunks():
+                out: list[bytes] = []
+                for name, data in decoder.feed(chunk):
+                    event = _json_object(data)  # also skips OpenAI's closing "[DONE]"
+                    if event is not None:
+                        out.extend(self.step(machine, name, event, record))
+                if out:
+                    await send(
+                        {"type": "http.response.body", "body": b"".join(out), "more_body": True}
+                    )
+            tail = machine.finish()
+            if any(part.startswith(self.error_marker) for part in tail):  # a cut, reported
+                record.error_type = record.error_type or "api_error"
+        except GatewayError as error:
+            upstream.close()
+            record.error_type = error.error_type
+            tail = machine.fail(error.error_type, error.message)
+        await send(last_body(b"".join(tail)))
+
+
+class _OpenAIClientAnthropicUpstream(_TranslatedExchange[AnthropicToOpenAIStream]):
     """An OpenAI Chat Completions client served by an Anthropic upstream."""
+
+    error_marker = b'data: {"error"'
 
     def request(self, parsed: ParsedRequest, route: Route) -> tuple[bytes, dict[str, str]]:
         body: dict[str, Any] = _translated(
@@ -100,68 +184,48 @@ class _OpenAIClientAnthropicUpstream:
         betas = required_betas(body)
         return orjson.dumps(body), {"anthropic-beta": ",".join(betas)} if betas else {}
 
-    async def deliver(
-        self,
-        send: Send,
-        upstream: UpstreamResponse,
-        headers: HeaderList,
-        record: RequestRecord,
-        parsed: ParsedRequest,
-    ) -> None:
-        if not parsed.stream or upstream.status >= 300:
-            body, message = await _read_json(upstream)
-            if message is None:
-                answer = anthropic_error_to_openai(upstream.status, body)
-                record.committed = True
-                await send_bytes(send, upstream.status, answer, [JSON, *headers])
-                return
-            record.usage = Usage()
-            record.usage.update(message.get("usage"))
-            answer = orjson.dumps(
-                anthropic_to_openai_response(message, model=parsed.model, created=int(time.time()))
-            )
-            record.committed = True
-            await send_bytes(send, 200, answer, [JSON, *headers])
-            return
-        machine = AnthropicToOpenAIStream(
+    def upstream_error(self, status: int, body: bytes) -> bytes:
+        return anthropic_error_to_openai(status, body)
+
+    def answer(
+        self, payload: dict[str, Any], parsed: ParsedRequest, record: RequestRecord
+    ) -> bytes:
+        record.usage = Usage()
+        record.usage.update(payload.get("usage"))
+        created = int(time.time())
+        return orjson.dumps(
+            anthropic_to_openai_response(payload, model=parsed.model, created=created)
+        )
+
+    def machine(self, parsed: ParsedRequest) -> AnthropicToOpenAIStream:
+        return AnthropicToOpenAIStream(
             model=parsed.model,
             created=int(time.time()),
             include_usage=include_usage(parsed.payload),
         )
-        record.committed = True
-        await _start_stream(send, headers)
-        decoder, usage = SSEDecoder(), Usage()
-        record.usage = usage
-        try:
-            async for chunk in upstream.iter_chunks():
-                out: list[bytes] = []
-                for name, data in decoder.feed(chunk):
-                    event = _json_object(data)
-                    if event is None:
-                        continue
-                    if name in ("message_start", "message_delta"):
-                        usage.update((event.get("message") or event).get("usage"))
-                    elif name == "error":
-                        record.error_type = _error_type(event)
-                    elif name == "content_block_delta" and record.first_token_at is None:
-                        record.first_token_at = time.perf_counter()
-                    out.extend(machine.feed(name, event))
-                if out:
-                    await send(
-                        {"type": "http.response.body", "body": b"".join(out), "more_body": True}
-                    )
-            tail = machine.finish()
-            if any(part.startswith(b'data: {"error"') for part in tail):  # a cut, reported
-                record.error_type = record.error_type or "api_error"
-        except GatewayError as error:
-            upstream.close()
-            record.error_type = error.error_type
-            tail = machine.fail(error.error_type, error.message)
-        await send(last_body(b"".join(tail)))
+
+    def step(
+        self,
+        machine: AnthropicToOpenAIStream,
+        name: str,
+        event: dict[str, Any],
+        record: RequestRecord,
+    ) -> list[bytes]:
+        if name in ("message_start", "message_delta"):
+            if record.usage is None:
+                record.usage = Usage()
+            record.usage.update((event.get("message") or event).get("usage"))
+        elif name == "error":
+            record.error_type = _error_type(event)
+        elif name == "content_block_delta" and record.first_token_at is None:
+            record.first_token_at = time.perf_counter()
+        return machine.feed(name, event)
 
 
-class _AnthropicClientOpenAIUpstream:
+class _AnthropicClientOpenAIUpstream(_TranslatedExchange[OpenAIToAnthropicStream]):
     """An Anthropic Messages client (SDK, Claude Code) served by an OpenAI(-compatible) upstream."""
+
+    error_marker = b"event: error"
 
     def request(self, parsed: ParsedRequest, route: Route) -> tuple[bytes, dict[str, str]]:
         body: dict[str, Any] = _translated(
@@ -172,63 +236,37 @@ class _AnthropicClientOpenAIUpstream:
         )
         return orjson.dumps(body), {}
 
-    async def deliver(
-        self,
-        send: Send,
-        upstream: UpstreamResponse,
-        headers: HeaderList,
-        record: RequestRecord,
-        parsed: ParsedRequest,
-    ) -> None:
-        if not parsed.stream or upstream.status >= 300:
-            body, completion = await _read_json(upstream)
-            if completion is None:
-                answer = openai_error_to_anthropic(upstream.status, body)
-                record.committed = True
-                await send_bytes(send, upstream.status, answer, [JSON, *headers])
-                return
-            if isinstance(completion.get("usage"), dict):
-                record.usage = usage_from_openai(completion["usage"])
-            try:
-                translated = openai_to_anthropic_response(completion, model=parsed.model)
-            except UpstreamFormatError as exc:  # a completion we cannot read: upstream's fault
-                raise UpstreamUnavailable(str(exc)) from None
-            answer = orjson.dumps(translated)
-            record.committed = True
-            await send_bytes(send, 200, answer, [JSON, *headers])
-            return
-        machine = OpenAIToAnthropicStream(model=parsed.model)
-        record.committed = True
-        await _start_stream(send, headers)
-        decoder = SSEDecoder()
+    def upstream_error(self, status: int, body: bytes) -> bytes:
+        return openai_error_to_anthropic(status, body)
+
+    def answer(
+        self, payload: dict[str, Any], parsed: ParsedRequest, record: RequestRecord
+    ) -> bytes:
+        if isinstance(payload.get("usage"), dict):
+            record.usage = usage_from_openai(payload["usage"])
         try:
-            async for chunk in upstream.iter_chunks():
-                out: list[bytes] = []
-                for _, data in decoder.feed(chunk):
-                    if data == b"[DONE]":
-                        continue
-                    event = _json_object(data)
-                    if event is None:
-                        continue
-                    if isinstance(event.get("usage"), dict):
-                        record.usage = usage_from_openai(event["usage"])
-                    if "error" in event:
-                        record.error_type = _error_type(event)
-                    if record.first_token_at is None and event.get("choices"):
-                        record.first_token_at = time.perf_counter()
-                    out.extend(machine.feed(event))
-                if out:
-                    await send(
-                        {"type": "http.response.body", "body": b"".join(out), "more_body": True}
-                    )
-            tail = machine.finish()
-            if any(part.startswith(b"event: error") for part in tail):  # a cut, reported
-                record.error_type = record.error_type or "api_error"
-        except GatewayError as error:
-            upstream.close()
-            record.error_type = error.error_type
-            tail = machine.fail(error.error_type, error.message)
-        await send(last_body(b"".join(tail)))
+            translated = openai_to_anthropic_response(payload, model=parsed.model)
+        except UpstreamFormatError as exc:  # a completion we cannot read: upstream's fault
+            raise UpstreamUnavailable(str(exc)) from None
+        return orjson.dumps(translated)
+
+    def machine(self, parsed: ParsedRequest) -> OpenAIToAnthropicStream:
+        return OpenAIToAnthropicStream(model=parsed.model)
+
+    def step(
+        self,
+        machine: OpenAIToAnthropicStream,
+        name: str,
+        event: dict[str, Any],
+        record: RequestRecord,
+    ) -> list[bytes]:
+        if isinstance(event.get("usage"), dict):
+            record.usage = usage_from_openai(event["usage"])
+        if "error" in event:
+            record.error_type = _error_type(event)
+        if record.first_token_at is None and event.get("choices"):
+            record.first_token_at = time.perf_counter()
+        return machine.feed(event)
 
 
 def _error_type(event: dict[str, Any]) -> str:
