@@ -158,3 +158,14 @@ def test_lenient_mode_tolerates_unset_provider_keys_only(monkeypatch: pytest.Mon
         settings_from_mapping(data)
     with pytest.raises(ConfigError, match=r"key_hash_secret: environment variable UNSET_PEPPER"):
         settings_from_mapping({"key_hash_secret": "os.environ/UNSET_PEPPER"}, lenient=True)
+
+
+def test_the_annotated_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SLUICEGATE_ADMIN_TOKEN", "ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.setenv(name, f"{name.lower()}-value")
+    example = Path(__file__).resolve().parents[2] / "examples" / "sluicegate.yaml"
+    settings = load_settings(example)
+    names = [m.model_name for m in settings.model_list]
+    assert names == ["claude-sonnet-4-6", "fast", "claude-*", "gpt-4o-mini", "llama-local", "demo"]
+    local = settings.model_list[4]
+    assert (local.provider, local.auth_style, local.stream_options) == ("openai", "none", False)
