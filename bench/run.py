@@ -16,164 +16,35 @@ did not start), 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import http.client
 import json
-import math
 import os
-import platform
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlsplit
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 import benchlib as bl  # noqa: E402
-
-MODEL = "bench-model"
-MODES = ("json", "stream")
-# sluicegate also runs "translate": an OpenAI Chat Completions client (same minimal body) on
-# /v1/chat/completions, served by the same Anthropic upstream, so the row measures the
-# translation path; it is compared with the reference proxy's pass-through JSON cost.
-SLUICEGATE_MODES = (*MODES, "translate")
-EXPECT = {"json": b'"type":"message"', "stream": b"event: message_stop",
-          "translate": b'"object":"chat.completion"'}
-LUA = BENCH_DIR / "wrk_messages.lua"
-RESULTS = BENCH_DIR / "results"
-LOGS = RESULTS / "logs"
-
-
-class StartError(RuntimeError):
-    """A target did not come up; carries the reason (and its log tail)."""
-
-
-# --------------------------------------------------------------------------- processes
-
-
-class Processes:
-    """Every child is started in its own session and stopped by its own process group id."""
-
-    def __init__(self) -> None:
-        self.live: list[tuple[str, subprocess.Popen[Any]]] = []
-
-    @staticmethod
-    def pinned(argv: Sequence[str], cpu: int | None) -> list[str]:
-        return (["taskset", "-c", str(cpu)] if cpu is not None else []) + list(argv)
-
-    def spawn(self, name: str, argv: Sequence[str], cpu: int | None,
-              env: dict[str, str] | None = None) -> subprocess.Popen[Any]:
-        with open(LOGS / f"{name}.log", "wb") as log:
-            proc = subprocess.Popen(self.pinned(argv, cpu), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, env=env)
-        self.live.append((name, proc))
-        return proc
-
-    def run(self, name: str, argv: Sequence[str], cpu: int | None, timeout: float,
-            env: dict[str, str] | None = None) -> tuple[int, str, str]:
-        proc = subprocess.Popen(self.pinned(argv, cpu), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                                start_new_session=True, env=env)
-        self.live.append((name, proc))
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.stop(proc)
-            out, err = proc.communicate()
-            raise RuntimeError(f"{name} did not finish within {timeout:.0f}s") from None
-        finally:
-            self.live = [(n, p) for n, p in self.live if p is not proc]
-        return proc.returncode, out, err
-
-    @staticmethod
-    def stop(proc: subprocess.Popen[Any], grace: float = 5.0) -> None:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        # Leftovers in the group (should be none): make sure they go too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-    def stop_named(self, proc: subprocess.Popen[Any]) -> None:
-        self.stop(proc)
-        self.live = [(n, p) for n, p in self.live if p is not proc]
-
-    def stop_all(self) -> None:
-        for _, proc in reversed(self.live):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for _, proc in reversed(self.live):
-            self.stop(proc, grace=5.0)
-        self.live.clear()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def log_tail(name: str, lines: int = 15) -> str:
-    path = LOGS / f"{name}.log"
-    if not path.exists():
-        return ""
-    text = path.read_text(errors="replace").splitlines()[-lines:]
-    return "\n".join("    | " + line for line in text)
-
-
-# --------------------------------------------------------------------------- HTTP helpers
-
-
-def http_call(url: str, method: str = "GET", body: bytes | None = None,
-              headers: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
-    parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80,
-                                      timeout=timeout)
-    try:
-        conn.request(method, parts.path or "/", body=body, headers=headers or {})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def wait_ready(url: str, proc: subprocess.Popen[Any] | None, name: str,
-               timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise StartError(f"{name} exited with code {proc.returncode} before it was ready\n"
-                             + log_tail(name))
-        try:
-            status, _ = http_call(url, timeout=1.0)
-        except OSError as exc:
-            last = str(exc)
-        else:
-            if status == 200:
-                return
-            last = f"HTTP {status}"
-        time.sleep(0.05)
-    raise StartError(f"{name} not ready at {url} after {timeout:.0f}s ({last})\n" + log_tail(name))
+from common import (  # noqa: E402
+    EXPECT,
+    LOGS,
+    LUA,
+    MODEL,
+    MODES,
+    RESULTS,
+    SLUICEGATE_MODES,
+)
+from procs import Processes, StartError, free_port, http_call, log_tail, wait_ready  # noqa: E402
+from report import render, write_json  # noqa: E402
 
 
 def request_body(mode: str) -> bytes:
@@ -425,110 +296,6 @@ def start_sluicegate(procs: Processes, opts: Options, upstream: str, workdir: Pa
     base = f"http://127.0.0.1:{port}"
     wait_ready(base + "/health/readiness", proc, "sluicegate", timeout=45)
     return Target("sluicegate", "sluicegate", base, key, proc.pid, proc)
-
-
-# --------------------------------------------------------------------------- report
-
-
-def render(bench: Bench, verdicts: list[bl.Verdict], opts: Options) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(width=None if sys.stdout.isatty() else 170)
-    table = Table(title=f"sluicegate benchmark: wrk -t{opts.threads} -c{opts.connections} "
-                  f"-d{opts.duration}s; steady {opts.steady_rate:g} req/s x "
-                  f"{opts.steady_seconds:g}s; SUT on cpu{opts.sut_cpu}, upstream+load on "
-                  f"cpu{opts.loadgen_cpu}", title_justify="left")
-    columns = [("target", "left"), ("mode", "left"), ("RPS", "right"), ("p50", "right"),
-               ("p95", "right"), ("p99", "right"), ("CPU ms/req", "right"),
-               ("steady p50", "right"), ("steady p99", "right"), ("+p50 vs direct", "right"),
-               ("RSS idle", "right"), ("RSS after", "right"), ("busy load/SUT %", "right")]
-    for name, justify in columns:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in bench.rows.values():
-        bad = bool(row.get("errors"))
-        busy = (f"{bl.fmt(row.get('loadgen_core_busy_pct'), '.0f')}/"
-                f"{bl.fmt(row.get('sut_core_busy_pct'), '.0f')}")
-        table.add_row(
-            row["target"], row["mode"],
-            "[bold red]INVALID[/]" if bad else bl.fmt(row.get("rps"), ",.0f"),
-            bl.fmt(row.get("p50_ms")), bl.fmt(row.get("p95_ms")), bl.fmt(row.get("p99_ms")),
-            bl.fmt(row.get("cpu_ms_per_req"), ".3f"),
-            bl.fmt(row.get("steady_p50_ms"), ".3f"), bl.fmt(row.get("steady_p99_ms"), ".3f"),
-            bl.fmt(row.get("added_p50_ms"), "+.3f"),
-            bl.fmt(row.get("rss_idle_mib"), ".1f"), bl.fmt(row.get("rss_after_mib"), ".1f"),
-            busy, style="red" if bad else None)
-    console.print(table)
-    console.print("latencies in ms (saturation: wrk; steady: paced client, full response); "
-                  "RSS in MiB; CPU = utime+stime of the SUT process tree / requests")
-    invalid = [row for row in bench.rows.values() if row.get("errors")]
-    if invalid:
-        console.print("\n[bold red]!!! INVALID RUNS: these numbers must not be read as "
-                      "results !!![/]")
-        for row in invalid:
-            for error in row["errors"]:
-                console.print(f"[red]  {row['target']} / {row['mode']}: {error}[/]")
-    warnings = [(row, w) for row in bench.rows.values() for w in row.get("warnings", [])]
-    for row, warning in warnings:
-        console.print(f"[yellow]warning: {row['target']} / {row['mode']}: {warning}[/]")
-    for note in bench.notes:
-        console.print(f"[yellow]note: {note}[/]")
-    ref = {mode: bench.rows.get(("reference", mode), {}) for mode in MODES}
-    if verdicts and ref["json"] and not ref["json"].get("errors"):
-        console.print(
-            "\ncontext: the reference proxy itself adds "
-            f"{bl.fmt(ref['json'].get('added_p50_ms'), '+.3f')} (json) / "
-            f"{bl.fmt(ref['stream'].get('added_p50_ms'), '+.3f')} (stream) ms at steady p50 "
-            f"and idles at {bl.fmt(ref['json'].get('rss_idle_mib'), '.1f')} MiB on this "
-            "machine")
-    for verdict in verdicts:
-        missing = sum(c.status == "N/A" for c in verdict.checks)
-        head = "[bold green]PASS[/]" if verdict.passed else "[bold red]FAIL[/]"
-        if missing:
-            head += f" [yellow]({missing} of {len(verdict.checks)} checks not measured)[/]"
-        console.print(f"\nverdict for {verdict.target} (vs reference proxy): {head}")
-        for check in verdict.checks:
-            colour = {"PASS": "green", "FAIL": "red"}.get(check.status, "yellow")
-            console.print(f"  [{colour}]{check.status:4}[/]  {check.name:38} {check.detail}")
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
-def git_describe() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "sluicegate"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+dirty" if dirty else "")
-
-
-def write_json(bench: Bench, verdicts: list[bl.Verdict], opts: Options, started: float,
-               path: Path) -> None:
-    data = {
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "wall_seconds": round(time.monotonic() - started, 1),
-        "sluicegate_commit": git_describe(),
-        "python": platform.python_version(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-        "options": vars(opts),
-        "rows": list(bench.rows.values()),
-        "notes": bench.notes,
-        "verdicts": [{"target": v.target, "passed": v.passed,
-                      "checks": [vars(c) for c in v.checks]} for v in verdicts],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(data), indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- main
