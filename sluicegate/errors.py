@@ -28,10 +28,6 @@ class GatewayError(Exception):
         self.retry_after = retry_after
         self.param = param  # the request field at fault, when known (OpenAI's "param")
 
-    @property
-    def metric_label(self) -> str:
-        return self.error_type
-
 
 class InvalidRequest(GatewayError):
     status = 400
@@ -96,11 +92,6 @@ class InternalError(GatewayError):
     """A fault inside the gateway itself (a bug): logged with its traceback."""
 
     status = 500
-    error_type = "api_error"
-
-
-class ServiceUnavailable(GatewayError):
-    status = 503
     error_type = "api_error"
 
 

@@ -52,15 +52,13 @@ class ClientDisconnected(Exception):
 class Request:
     """A read-only view of one HTTP request's scope."""
 
-    __slots__ = ("_headers", "client_ip", "method", "path", "query_string", "raw_headers")
+    __slots__ = ("_headers", "method", "path", "query_string", "raw_headers")
 
     def __init__(self, scope: Scope) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query_string: bytes = scope.get("query_string", b"")
         self.raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
-        client = scope.get("client")
-        self.client_ip: str | None = client[0] if client else None
         self._headers: dict[str, str] | None = None
 
     @property

@@ -11,7 +11,7 @@ import time
 
 import orjson
 
-from sluicegate.api.sse import StreamObservation, Usage, WholeEventObserver
+from sluicegate.api.sse import Usage, WholeEventObserver
 from sluicegate.translate.error_shapes import openai_error_body
 
 DONE = b"data: [DONE]"
@@ -51,11 +51,7 @@ class OpenAIStreamObserver(WholeEventObserver):
             self.observation.error_type = kind if isinstance(kind, str) else "api_error"
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            record_openai_usage(self.observation, usage)
-
-
-def record_openai_usage(observation: StreamObservation, usage: dict[str, object]) -> None:
-    observation.usage = usage_from_openai(usage)
+            self.observation.usage = usage_from_openai(usage)
 
 
 def usage_from_openai(usage: dict[str, object]) -> Usage:
