@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,16 +163,21 @@ def parse_stat_cpu_ticks(stat_line: str) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of ``pid`` and its live descendants, in seconds."""
+def _sum_over_tree(pid: int, proc_file: str, parse: Callable[[str], int]) -> int:
+    """``parse(/proc/N/<proc_file>)`` summed over ``pid`` and its live descendants."""
     total = 0
     for member in process_tree(pid):
         try:
-            with open(f"/proc/{member}/stat") as fh:
-                total += parse_stat_cpu_ticks(fh.read())
-        except OSError:
+            with open(f"/proc/{member}/{proc_file}") as fh:
+                total += parse(fh.read())
+        except OSError:  # the process ended meanwhile
             continue
-    return total / CLK_TCK
+    return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of ``pid`` and its live descendants, in seconds."""
+    return _sum_over_tree(pid, "stat", parse_stat_cpu_ticks) / CLK_TCK
 
 
 def parse_vmrss_kib(status_text: str) -> int:
@@ -182,14 +187,7 @@ def parse_vmrss_kib(status_text: str) -> int:
 
 def rss_mib(pid: int) -> float:
     """Resident set size of ``pid`` plus its live descendants, in MiB."""
-    total_kib = 0
-    for member in process_tree(pid):
-        try:
-            with open(f"/proc/{member}/status") as fh:
-                total_kib += parse_vmrss_kib(fh.read())
-        except OSError:
-            continue
-    return total_kib / 1024.0
+    return _sum_over_tree(pid, "status", parse_vmrss_kib) / 1024.0
 
 
 def parse_proc_stat_cpus(text: str) -> dict[str, tuple[int, int]]:
