@@ -3,20 +3,24 @@
 Only hashes of keys are stored (hex HMAC-SHA256, computed by the caller) plus a short,
 non-secret hint. Every statement is built with SQLAlchemy Core and bound parameters.
 
-Change detection: :meth:`KeyStore.fingerprint` returns ``(row count, max(updated_at))``;
-creating a key changes the count and revoking one moves ``updated_at`` forward (timestamps
-written by one process strictly increase, even within one clock tick).
+Keys may belong to a partner (``partner_id``, checked to exist when written; see
+:mod:`sluicegate.store.partners`) and carry their own limits and budget (validated by
+:mod:`sluicegate.store.fields`).
+
+Change detection: :meth:`KeyStore.fingerprint` returns ``(row count, revoked count,
+max(updated_at))``; creating a key changes the count, revoking or updating one moves
+``updated_at`` forward (timestamps written by one process strictly increase, even within one
+clock tick).
 """
 
 from __future__ import annotations
 
 import builtins
-import json
 import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Row, func, or_, select, update
@@ -25,17 +29,29 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from sluicegate.store.db import SQLITE_BEGIN
+from sluicegate.store.fields import (
+    LIMIT_FIELDS,
+    Stamper,
+    aware,
+    check_limits,
+    check_models,
+    check_name,
+    json_dict,
+    merge_limits,
+)
+from sluicegate.store.partners import resolve_partner_id
 from sluicegate.store.tables import gateway_keys, server_secrets
 
 __all__ = ["DuplicateKeyError", "KeyNotFoundError", "KeyRecord", "KeyStore", "new_key_id"]
 
 _ID_PATTERN = re.compile(r"key_[0-9a-f]{24}")
 _HASH_PATTERN = re.compile(r"[0-9a-f]{64}")
-_MAX_NAME = 200
+_ID_SHAPE = "key_ + 24 hex characters"
 _MAX_HINT = 32
 _MAX_SECRET_NAME = 64
 _MAX_SECRET_VALUE = 200
 _WRITE = {SQLITE_BEGIN: "IMMEDIATE"}
+_UPDATABLE = frozenset({"name", "models", "expires_at", "partner_id", *LIMIT_FIELDS, "metadata"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +66,12 @@ class KeyRecord:
     revoked_at: datetime | None
     updated_at: datetime
     metadata: dict[str, Any]
+    partner_id: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel: int | None = None
+    budget_usd: float | None = None
+    budget_period: str | None = None
 
     def is_active(self, now: datetime) -> bool:
         """Not revoked and not expired at ``now``."""
@@ -76,23 +98,6 @@ def new_key_id() -> str:
     return "key_" + secrets.token_hex(12)
 
 
-def _aware(value: datetime | None, what: str) -> datetime | None:
-    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
-        raise ValueError(f"{what} must be timezone-aware")
-    return None if value is None else value.astimezone(UTC)
-
-
-def _json_dict(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A plain JSON-compatible copy of ``metadata``, as it will read back from the database."""
-    try:
-        copy = json.loads(json.dumps(dict(metadata or {})))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"metadata must be JSON-serialisable: {exc}") from None
-    if not isinstance(copy, dict):  # pragma: no cover - dict() in, dict out
-        raise ValueError("metadata must be a mapping")
-    return copy
-
-
 def _record(row: Row[Any]) -> KeyRecord:
     return KeyRecord(
         id=row.id,
@@ -105,6 +110,8 @@ def _record(row: Row[Any]) -> KeyRecord:
         revoked_at=row.revoked_at,
         updated_at=row.updated_at,
         metadata=dict(row.metadata_json or {}),
+        partner_id=row.partner_id,
+        **{name: getattr(row, name) for name in LIMIT_FIELDS},
     )
 
 
@@ -116,16 +123,12 @@ def _lookup(name_or_id: str) -> ColumnElement[bool]:
 
 
 def _validate_new(name: str, key_hash: str, key_hint: str, models: Sequence[str]) -> None:
-    if not name or len(name) > _MAX_NAME or name != name.strip():
-        raise ValueError(f"key name must be 1-{_MAX_NAME} characters without outer spaces")
-    if _ID_PATTERN.fullmatch(name):
-        raise ValueError("key name must not look like a key id (key_ + 24 hex characters)")
-    if not _HASH_PATTERN.fullmatch(key_hash):
+    check_name(name, "key", _ID_PATTERN, _ID_SHAPE)
+    if not isinstance(key_hash, str) or not _HASH_PATTERN.fullmatch(key_hash):
         raise ValueError("key_hash must be 64 lowercase hex characters (HMAC-SHA256)")
     if len(key_hint) > _MAX_HINT:
         raise ValueError(f"key_hint must be at most {_MAX_HINT} characters")
-    if isinstance(models, str) or not all(isinstance(m, str) and m for m in models):
-        raise ValueError("models must be a sequence of non-empty model-name patterns")
+    check_models(models)
 
 
 class KeyStore:
@@ -135,15 +138,7 @@ class KeyStore:
         self._engine = engine
         # Same pool; on SQLite its transactions take the write lock up front (BEGIN IMMEDIATE).
         self._writer = engine.execution_options(**_WRITE)
-        self._last_stamp: datetime | None = None
-
-    def _stamp(self) -> datetime:
-        """Now (UTC), strictly later than the previous stamp of this store."""
-        now = datetime.now(UTC)
-        if self._last_stamp is not None and now <= self._last_stamp:
-            now = self._last_stamp + timedelta(microseconds=1)
-        self._last_stamp = now
-        return now
+        self._stamp = Stamper()
 
     async def create(
         self,
@@ -154,39 +149,80 @@ class KeyStore:
         models: Sequence[str] = (),
         expires_at: datetime | None = None,
         metadata: Mapping[str, Any] | None = None,
+        partner_id: str | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        max_parallel: int | None = None,
+        budget_usd: float | None = None,
+        budget_period: str | None = None,
     ) -> KeyRecord:
+        """Store a new key. ``partner_id`` must name an existing partner (its id, or its
+        name, stored as the id), else :class:`~sluicegate.store.partners.PartnerNotFoundError`."""
         _validate_new(name, key_hash, key_hint, models)
-        now = self._stamp()
-        record = KeyRecord(
-            id=new_key_id(),
-            name=name,
-            key_hash=key_hash,
-            key_hint=key_hint,
-            models=tuple(models),
-            created_at=now,
-            expires_at=_aware(expires_at, "expires_at"),
-            revoked_at=None,
-            updated_at=now,
-            metadata=_json_dict(metadata),
+        limits = check_limits(
+            rpm=rpm,
+            tpm=tpm,
+            max_parallel=max_parallel,
+            budget_usd=budget_usd,
+            budget_period=budget_period,
         )
-        statement = gateway_keys.insert().values(
-            id=record.id,
-            name=record.name,
-            key_hash=record.key_hash,
-            key_hint=record.key_hint,
-            models=list(record.models),
-            created_at=record.created_at,
-            expires_at=record.expires_at,
-            revoked_at=None,
-            updated_at=record.updated_at,
-            metadata_json=record.metadata,
-        )
+        values = {
+            "id": new_key_id(),
+            "name": name,
+            "key_hash": key_hash,
+            "key_hint": key_hint,
+            "models": list(models),
+            "expires_at": aware(expires_at, "expires_at"),
+            "revoked_at": None,
+            "metadata_json": json_dict(metadata),
+            **limits,
+        }
         try:
             async with self._writer.begin() as conn:
-                await conn.execute(statement)
+                values["partner_id"] = await resolve_partner_id(conn, partner_id)
+                values["created_at"] = values["updated_at"] = self._stamp()
+                await conn.execute(gateway_keys.insert().values(values))
+                return await self._get(conn, values["id"])
         except IntegrityError:
             raise await self._duplicate(name, key_hash) from None
-        return record
+
+    async def update(self, name_or_id: str, changes: Mapping[str, Any]) -> KeyRecord:
+        """Set the fields named in ``changes`` (``None`` clears a nullable field).
+
+        Allowed: name, models, expires_at, partner_id, rpm, tpm, max_parallel, budget_usd,
+        budget_period, metadata; validated as by :meth:`create`. Bumps ``updated_at``.
+        """
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update key field(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        if "name" in changes:
+            values["name"] = check_name(changes["name"], "key", _ID_PATTERN, _ID_SHAPE)
+        if "models" in changes:
+            values["models"] = list(check_models(changes["models"]))
+        if "expires_at" in changes:
+            values["expires_at"] = aware(changes["expires_at"], "expires_at")
+        if "metadata" in changes:
+            values["metadata_json"] = json_dict(changes["metadata"])
+        try:
+            async with self._writer.begin() as conn:
+                current = await self._get(conn, name_or_id, lock=True)
+                if not changes:
+                    return current
+                if "partner_id" in changes:
+                    values["partner_id"] = await resolve_partner_id(conn, changes["partner_id"])
+                if any(name in changes for name in LIMIT_FIELDS):
+                    values.update(merge_limits(current, changes))
+                values["updated_at"] = self._stamp()
+                await conn.execute(
+                    update(gateway_keys).where(gateway_keys.c.id == current.id).values(values)
+                )
+                return await self._get(conn, current.id)
+        except IntegrityError:
+            name = values.get("name")
+            if name is None:
+                raise
+            raise DuplicateKeyError("name", f"a key named {name!r} already exists") from None
 
     async def _duplicate(self, name: str, key_hash: str) -> Exception:
         async with self._engine.connect() as conn:
@@ -212,9 +248,13 @@ class KeyStore:
         async with self._engine.connect() as conn:
             return await self._get(conn, name_or_id)
 
-    async def _get(self, conn: AsyncConnection, name_or_id: str) -> KeyRecord:
-        result = await conn.execute(select(gateway_keys).where(_lookup(name_or_id)))
-        row = result.first()
+    async def _get(
+        self, conn: AsyncConnection, name_or_id: str, *, lock: bool = False
+    ) -> KeyRecord:
+        query = select(gateway_keys).where(_lookup(name_or_id))
+        if lock:  # PostgreSQL row lock; SQLite's BEGIN IMMEDIATE already serialises writers
+            query = query.with_for_update()
+        row = (await conn.execute(query)).first()
         if row is None:
             raise KeyNotFoundError(f"no key with id or name {name_or_id!r}")
         return _record(row)
@@ -234,8 +274,8 @@ class KeyStore:
             return await self._get(conn, record.id)
 
     async def fingerprint(self) -> tuple[int, int, datetime | None]:
-        """``(keys, revoked keys, max(updated_at))``: changes whenever a key is created or
-        revoked. The counts make creation and revocation visible even when hosts' clocks
+        """``(keys, revoked keys, max(updated_at))``: changes whenever a key is created,
+        updated or revoked. The counts make creation and revocation visible even when hosts' clocks
         disagree; ``updated_at`` covers other changes."""
         query = select(
             func.count(), func.count(gateway_keys.c.revoked_at), func.max(gateway_keys.c.updated_at)
@@ -246,7 +286,7 @@ class KeyStore:
 
     async def load_active(self, now: datetime) -> builtins.list[KeyRecord]:
         """Keys neither revoked nor expired at ``now`` (timezone-aware), oldest first."""
-        _aware(now, "now")
+        aware(now, "now")
         query = (
             select(gateway_keys)
             .where(

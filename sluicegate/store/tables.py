@@ -8,12 +8,18 @@ migrated database agree.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
+    Float,
+    Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -22,7 +28,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["UTCDateTime", "gateway_keys", "metadata", "server_secrets"]
+__all__ = [
+    "UTCDateTime",
+    "gateway_keys",
+    "metadata",
+    "partners",
+    "server_secrets",
+    "usage_ledger",
+]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -54,6 +67,17 @@ def _json() -> JSON:
     return JSON().with_variant(JSONB(), "postgresql")
 
 
+def _limit_columns() -> list[Column[Any]]:
+    """The limit and budget columns shared by partners and gateway keys (all nullable)."""
+    return [
+        Column("rpm", Integer(), nullable=True),
+        Column("tpm", Integer(), nullable=True),
+        Column("max_parallel", Integer(), nullable=True),
+        Column("budget_usd", Float(), nullable=True),
+        Column("budget_period", String(16), nullable=True),
+    ]
+
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -77,6 +101,9 @@ gateway_keys = Table(
     Column("revoked_at", UTCDateTime(), nullable=True),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("metadata", _json(), key="metadata_json", nullable=False, server_default=text("'{}'")),
+    # Governance (revision 0002). partner_id refers to partners.id; enforced in code.
+    Column("partner_id", String(40), nullable=True, index=True),
+    *_limit_columns(),
 )
 
 server_secrets = Table(
@@ -85,4 +112,49 @@ server_secrets = Table(
     Column("name", String(64), primary_key=True),
     Column("value", String(200), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+)
+
+partners = Table(
+    "partners",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("weight", Float(), nullable=False, server_default=text("1.0")),
+    *_limit_columns(),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Column("metadata", _json(), key="metadata_json", nullable=False, server_default=text("'{}'")),
+)
+
+usage_ledger = Table(
+    "usage_ledger",
+    metadata,
+    # BIGINT on PostgreSQL; on SQLite only "INTEGER PRIMARY KEY" autoincrements (it is 64-bit).
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("key_id", String(40), nullable=True),
+    Column("key_name", String(200), nullable=True),
+    Column("partner_id", String(40), nullable=True),
+    Column("partner_name", String(200), nullable=True),
+    Column("model", String(256), nullable=True),
+    Column("deployment", String(200), nullable=True),
+    Column("upstream_model", String(256), nullable=True),
+    Column("endpoint", String(32), nullable=False),
+    Column("stream", Boolean(), nullable=False),
+    Column("status", Integer(), nullable=False),
+    Column("error_type", String(64), nullable=True),
+    Column("input_tokens", Integer(), nullable=False, server_default=text("0")),
+    Column("output_tokens", Integer(), nullable=False, server_default=text("0")),
+    Column("cache_read_tokens", Integer(), nullable=False, server_default=text("0")),
+    Column("cache_write_tokens", Integer(), nullable=False, server_default=text("0")),
+    Column("cost_usd", Float(), nullable=False, server_default=text("0")),
+    Column("latency_ms", Float(), nullable=False),
+    Column("ttft_ms", Float(), nullable=True),
+    Column("upstream_request_id", String(200), nullable=True),
+    Column("client_session_id", String(200), nullable=True),
+    Column("client_agent_id", String(200), nullable=True),
+    Index(None, "created_at"),
+    Index(None, "key_id", "created_at"),
+    Index(None, "partner_id", "created_at"),
 )

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -19,63 +17,16 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, column, inspect, table, text
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.schema import CreateSchema, DropSchema
+from sqlalchemy import Connection, column, inspect, table
 
-from sluicegate.store.db import create_engine, redact_url
+from sluicegate.store.db import create_engine
 from sluicegate.store.keys import DuplicateKeyError, KeyNotFoundError, KeyRecord, KeyStore
 from sluicegate.store.migrate import MigrationError, current_revision, head_revision, upgrade
 from sluicegate.store.migrations import VERSION_TABLE
 from sluicegate.store.tables import metadata
+from tests.integration.store_backends import Backend, backend_fixture  # noqa: F401
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-_pg_error: list[str] = []  # memo: [] unknown, [""] reachable, [reason] unreachable
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    url: str
-    schema: str | None = None
-
-
-async def _require_postgres() -> None:
-    if not _pg_error:
-        probe = create_engine(PG_URL)
-        try:
-            async with asyncio.timeout(5), probe.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-            _pg_error.append("")
-        except (OSError, SQLAlchemyError, TimeoutError) as exc:
-            _pg_error.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            await probe.dispose()
-    if _pg_error[0]:
-        message = f"PostgreSQL at {redact_url(PG_URL)} unavailable ({_pg_error[0]})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    if request.param == "sqlite":
-        yield Backend("sqlite", f"sqlite:///{tmp_path}/data/store.db")
-        return
-    await _require_postgres()
-    schema = f"sg_test_{secrets.token_hex(6)}"
-    admin = create_engine(PG_URL)
-    try:
-        async with admin.begin() as conn:
-            await conn.execute(CreateSchema(schema))
-        yield Backend("postgres", PG_URL, schema)
-    finally:
-        async with admin.begin() as conn:
-            await conn.execute(DropSchema(schema, cascade=True, if_exists=True))
-        await admin.dispose()
 
 
 @pytest.fixture
@@ -201,7 +152,13 @@ async def test_migrated_schema_matches_table_definitions(backend: Backend) -> No
             tables = await conn.run_sync(_table_names)
     finally:
         await engine.dispose()
-    assert tables == {"gateway_keys", "server_secrets", VERSION_TABLE}
+    assert tables == {
+        "gateway_keys",
+        "partners",
+        "server_secrets",
+        "usage_ledger",
+        VERSION_TABLE,
+    }
 
 
 # --- keys -------------------------------------------------------------------------------

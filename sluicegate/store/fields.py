@@ -1,0 +1,156 @@
+"""Field validation shared by the gateway-key and partner repositories.
+
+Limits: ``rpm``, ``tpm``, ``max_parallel`` are an int >= 1 or ``None`` (no limit);
+``budget_usd`` a finite number >= 0 or ``None``; ``budget_period`` one of
+:data:`BUDGET_PERIODS` or ``None``. A budget without a period gets ``"monthly"``; a period
+without a budget is refused. ``weight`` (partners) is a finite number > 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+__all__ = [
+    "BUDGET_PERIODS",
+    "DEFAULT_BUDGET_PERIOD",
+    "LIMIT_FIELDS",
+    "MAX_NAME",
+    "Stamper",
+    "aware",
+    "check_limits",
+    "check_models",
+    "check_name",
+    "check_weight",
+    "json_dict",
+    "merge_limits",
+]
+
+BUDGET_PERIODS: Final = ("daily", "weekly", "monthly", "total")
+DEFAULT_BUDGET_PERIOD: Final = "monthly"
+LIMIT_FIELDS: Final = ("rpm", "tpm", "max_parallel", "budget_usd", "budget_period")
+MAX_NAME: Final = 200
+_INT32_MAX: Final = 2**31 - 1
+
+
+def check_name(name: Any, what: str, id_pattern: re.Pattern[str], id_shape: str) -> str:
+    """A valid key or partner name: 1-200 characters, no outer spaces, not id-shaped."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME or name != name.strip():
+        raise ValueError(f"{what} name must be 1-{MAX_NAME} characters without outer spaces")
+    if id_pattern.fullmatch(name):
+        raise ValueError(f"{what} name must not look like a {what} id ({id_shape})")
+    return name
+
+
+def aware(value: datetime | None, what: str) -> datetime | None:
+    """``value`` in UTC; a naive datetime raises :class:`ValueError`."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be timezone-aware")
+    return value.astimezone(UTC)
+
+
+def json_dict(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A plain JSON-compatible copy of ``metadata``, as it will read back from the database."""
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise ValueError("metadata must be a mapping")
+    try:
+        copy = json.loads(json.dumps(dict(metadata or {})))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata must be JSON-serialisable: {exc}") from None
+    if not isinstance(copy, dict):  # pragma: no cover - dict() in, dict out
+        raise ValueError("metadata must be a mapping")
+    return copy
+
+
+class Stamper:
+    """``now`` (UTC), strictly later than the previous stamp it gave (even within a tick)."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: datetime | None = None
+
+    def __call__(self) -> datetime:
+        now = datetime.now(UTC)
+        if self._last is not None and now <= self._last:
+            now = self._last + timedelta(microseconds=1)
+        self._last = now
+        return now
+
+
+def _count(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _INT32_MAX:
+        raise ValueError(f"{name} must be an integer from 1 to {_INT32_MAX} (or unset)")
+    return int(value)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def check_limits(
+    *,
+    rpm: Any = None,
+    tpm: Any = None,
+    max_parallel: Any = None,
+    budget_usd: Any = None,
+    budget_period: Any = None,
+) -> dict[str, Any]:
+    """The validated, normalised limit fields (all of :data:`LIMIT_FIELDS`)."""
+    budget: float | None = None
+    if budget_usd is not None:
+        budget = _number(budget_usd)
+        if budget is None or budget < 0:
+            raise ValueError("budget_usd must be a number >= 0 (or unset)")
+    if budget_period is not None and budget_period not in BUDGET_PERIODS:
+        raise ValueError(f"budget_period must be one of {', '.join(BUDGET_PERIODS)} (or unset)")
+    if budget is None and budget_period is not None:
+        raise ValueError("budget_period needs budget_usd")
+    if budget is not None and budget_period is None:
+        budget_period = DEFAULT_BUDGET_PERIOD
+    return {
+        "rpm": _count("rpm", rpm),
+        "tpm": _count("tpm", tpm),
+        "max_parallel": _count("max_parallel", max_parallel),
+        "budget_usd": budget,
+        "budget_period": budget_period,
+    }
+
+
+def merge_limits(current: Any, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The limit fields of record ``current`` after applying the partial ``changes``.
+
+    Clearing ``budget_usd`` (``None``) without naming ``budget_period`` clears the period too.
+    """
+    merged = {name: getattr(current, name) for name in LIMIT_FIELDS}
+    merged.update({name: changes[name] for name in LIMIT_FIELDS if name in changes})
+    if "budget_usd" in changes and changes["budget_usd"] is None and "budget_period" not in changes:
+        merged["budget_period"] = None
+    return check_limits(**merged)
+
+
+def check_models(models: Any) -> tuple[str, ...]:
+    """A key's model patterns: a sequence (not a string) of non-empty strings."""
+    if isinstance(models, str | bytes | Mapping) or not all(
+        isinstance(m, str) and m for m in models
+    ):
+        raise ValueError("models must be a sequence of non-empty model-name patterns")
+    return tuple(models)
+
+
+def check_weight(weight: Any) -> float:
+    number = _number(weight)
+    if number is None or number <= 0:
+        raise ValueError("weight must be a number > 0")
+    return number

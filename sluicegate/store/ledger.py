@@ -1,0 +1,257 @@
+"""The usage ledger: one row per inference request (``usage_ledger`` table).
+
+Rows are written in batches (:class:`~sluicegate.store.ledger_writer.LedgerWriter` buffers
+them); every batch is one transaction and one ``executemany``. Values are made safe for the
+columns on the way in (over-long strings truncated, counts clamped to the column range,
+non-finite numbers zeroed) so one odd row never fails a whole batch.
+
+Reads: per-key/partner spend since a time (seeding budget counters; never on the request
+path) and grouped usage reports, identical on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from sqlalchemy import ColumnElement, Select, String, case, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from sluicegate.store.db import SQLITE_BEGIN
+from sluicegate.store.fields import aware
+from sluicegate.store.tables import usage_ledger
+
+__all__ = ["GROUPS", "METRICS", "LedgerRow", "LedgerStore"]
+
+GroupBy = Literal["partner", "key", "model", "day"]
+#: The dimensions :meth:`LedgerStore.report` groups by.
+GROUPS: Final = ("partner", "key", "model", "day")
+#: The sums in each report row.
+METRICS: Final = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+)
+_TOKENS: Final = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+_INT32_MAX: Final = 2**31 - 1
+_WRITE = {SQLITE_BEGIN: "IMMEDIATE"}
+
+
+@dataclass(slots=True)
+class LedgerRow:
+    created_at: datetime
+    request_id: str
+    endpoint: str
+    stream: bool
+    status: int
+    latency_ms: float
+    key_id: str | None = None
+    key_name: str | None = None
+    partner_id: str | None = None
+    partner_name: str | None = None
+    model: str | None = None
+    deployment: str | None = None
+    upstream_model: str | None = None
+    error_type: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    ttft_ms: float | None = None
+    upstream_request_id: str | None = None
+    client_session_id: str | None = None
+    client_agent_id: str | None = None
+
+
+_FIELDS: Final = tuple(f.name for f in dataclasses.fields(LedgerRow))
+_STRINGS: Final = {
+    c.key: int(c.type.length)
+    for c in usage_ledger.columns
+    if isinstance(c.type, String) and c.type.length and c.key in _FIELDS
+}
+_REQUIRED_STRINGS: Final = frozenset(c.key for c in usage_ledger.columns if not c.nullable)
+
+
+def _int(value: Any) -> int:
+    try:
+        number = int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return min(max(number, 0), _INT32_MAX)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _values(row: LedgerRow) -> dict[str, Any]:
+    """``row`` as column values that fit the columns."""
+    values: dict[str, Any] = {name: getattr(row, name) for name in _FIELDS}
+    for name, length in _STRINGS.items():
+        value = values[name]
+        if value is not None and not isinstance(value, str):
+            value = str(value)
+        if value is None and name in _REQUIRED_STRINGS:
+            value = ""
+        values[name] = value[:length] if value is not None else None
+    created = row.created_at
+    if not isinstance(created, datetime):
+        created = datetime.now(UTC)
+    values["created_at"] = created if created.tzinfo else created.replace(tzinfo=UTC)
+    values["stream"] = bool(row.stream)
+    values["status"] = _int(row.status)
+    for name in _TOKENS:
+        values[name] = _int(values[name])
+    values["cost_usd"] = _float(row.cost_usd) or 0.0
+    values["latency_ms"] = _float(row.latency_ms) or 0.0
+    values["ttft_ms"] = _float(row.ttft_ms)
+    return values
+
+
+class LedgerStore:
+    """Reads and batch writes of the ``usage_ledger`` table."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**_WRITE)
+
+    async def insert_many(self, rows: Sequence[LedgerRow]) -> None:
+        """Insert ``rows`` in one transaction (one ``executemany``)."""
+        if not rows:
+            return
+        values = [_values(row) for row in rows]
+        async with self._writer.begin() as conn:
+            await conn.execute(usage_ledger.insert(), values)
+
+    async def spend_since(
+        self, column: Literal["key_id", "partner_id"], since: datetime | None
+    ) -> dict[str, float]:
+        """``{id: sum(cost_usd)}`` over rows with ``created_at >= since`` (all time when
+        ``None``), by key or partner id; rows without that id are left out."""
+        if column not in ("key_id", "partner_id"):
+            raise ValueError("column must be 'key_id' or 'partner_id'")
+        owner = usage_ledger.c[column]
+        query = (
+            select(owner, func.sum(usage_ledger.c.cost_usd))
+            .where(owner.is_not(None))
+            .group_by(owner)
+        )
+        if since is not None:
+            query = query.where(usage_ledger.c.created_at >= aware(since, "since"))
+        async with self._engine.connect() as conn:
+            result = await conn.execute(query)
+            return {str(row[0]): float(row[1] or 0.0) for row in result}
+
+    async def report(
+        self,
+        *,
+        group_by: Sequence[GroupBy],
+        since: datetime | None = None,
+        until: datetime | None = None,
+        partner_id: str | None = None,
+        key_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Usage summed per group, rows in ``[since, until)``, optionally of one partner or
+        key. Each dict holds the group fields (``partner``: partner name, else id; ``key``:
+        key name, else id; ``model``: the alias the client sent; ``day``: ``YYYY-MM-DD``
+        UTC) and :data:`METRICS`. Ordered by day, then cost (highest first), then the
+        group fields. Without ``group_by``: one row of totals (none when the range is empty).
+        """
+        groups = self._groups(group_by)
+        query = self._report_query(groups, since, until, partner_id, key_id)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        report: list[dict[str, Any]] = []
+        for row in rows:
+            item: dict[str, Any] = {g: getattr(row, g) for g in groups}
+            for metric in METRICS[:-1]:
+                item[metric] = int(getattr(row, metric) or 0)
+            item["cost_usd"] = float(row.cost_usd or 0.0)
+            if item["requests"]:
+                report.append(item)
+        report.sort(key=lambda item: _order(item, groups))
+        return report
+
+    @staticmethod
+    def _groups(group_by: Sequence[str]) -> list[str]:
+        if isinstance(group_by, str):
+            raise ValueError("group_by must be a sequence of dimensions, not a string")
+        unknown = [g for g in group_by if g not in GROUPS]
+        if unknown:
+            raise ValueError(f"cannot group by {unknown}: choose from {', '.join(GROUPS)}")
+        return list(dict.fromkeys(group_by))
+
+    def _day(self) -> ColumnElement[str]:
+        created = usage_ledger.c.created_at
+        if self._engine.dialect.name == "postgresql":
+            utc = func.timezone("UTC", created)
+            return func.to_char(utc, "YYYY-MM-DD", type_=String())
+        # SQLite keeps UTC timestamps as "YYYY-MM-DD HH:MM:SS.ffffff" text.
+        return func.strftime("%Y-%m-%d", created, type_=String())
+
+    def _report_query(
+        self,
+        groups: Sequence[str],
+        since: datetime | None,
+        until: datetime | None,
+        partner_id: str | None,
+        key_id: str | None,
+    ) -> Select[Any]:
+        t = usage_ledger.c
+        dimension: dict[str, ColumnElement[Any]] = {
+            "partner": func.coalesce(t.partner_name, t.partner_id),
+            "key": func.coalesce(t.key_name, t.key_id),
+            "model": t.model,
+            "day": self._day(),
+        }
+        # Group in an outer query over labelled columns: PostgreSQL would not match a
+        # GROUP BY expression whose bound parameters differ from the SELECT list's.
+        inner = select(
+            *(dimension[g].label(g) for g in groups),
+            t.status,
+            *(t[name] for name in _TOKENS),
+            t.cost_usd,
+        )
+        if since is not None:
+            inner = inner.where(t.created_at >= aware(since, "since"))
+        if until is not None:
+            inner = inner.where(t.created_at < aware(until, "until"))
+        if partner_id is not None:
+            inner = inner.where(t.partner_id == partner_id)
+        if key_id is not None:
+            inner = inner.where(t.key_id == key_id)
+        sub = inner.subquery()
+        keys = [sub.c[g] for g in groups]
+        return select(
+            *keys,
+            func.count().label("requests"),
+            func.sum(case((sub.c.status >= 400, 1), else_=0)).label("errors"),
+            *(func.sum(sub.c[name]).label(name) for name in _TOKENS),
+            func.sum(sub.c.cost_usd).label("cost_usd"),
+        ).group_by(*keys)
+
+    async def count(self) -> int:
+        async with self._engine.connect() as conn:
+            return int(await conn.scalar(select(func.count()).select_from(usage_ledger)) or 0)
+
+    async def request_ids(self) -> set[str]:
+        async with self._engine.connect() as conn:
+            return set((await conn.scalars(select(usage_ledger.c.request_id))).all())
+
+
+def _order(item: dict[str, Any], groups: Sequence[str]) -> tuple[Any, ...]:
+    others = tuple((item[g] is None, item[g] or "") for g in groups if g != "day")
+    return (item.get("day") or "", -item["cost_usd"], *others)
