@@ -20,7 +20,8 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
-    cache_creation_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0  # all cache writes, 5-minute and 1-hour
+    cache_creation_1h_input_tokens: int = 0  # the 1-hour part of the writes, when reported
 
     def update(self, data: Any) -> None:
         """Take the counts present in an Anthropic ``usage`` object (they are cumulative)."""
@@ -34,6 +35,10 @@ class Usage:
             self.cache_read_input_tokens = value
         if type(value := data.get("cache_creation_input_tokens")) is int:
             self.cache_creation_input_tokens = value
+        # The 5-minute / 1-hour split of the writes above, when the API reports it.
+        split = data.get("cache_creation")
+        if type(split) is dict and type(value := split.get("ephemeral_1h_input_tokens")) is int:
+            self.cache_creation_1h_input_tokens = value
 
 
 @dataclass(slots=True)
