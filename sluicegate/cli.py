@@ -1,4 +1,4 @@
-"""The ``sluicegate`` command: serve, keys, check-config, db, fake-upstream."""
+"""The ``sluicegate`` command: serve, keys, partners, usage, check-config, db, fake-upstream."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import yaml
 from sluicegate import __version__
 from sluicegate.cli_common import ConfigOption, fail, run_async, settings_for
 from sluicegate.cli_keys import keys_app
+from sluicegate.cli_partners import partners_app
+from sluicegate.cli_usage import usage
 from sluicegate.settings import DEFAULT_PORT
 
 app = typer.Typer(
@@ -24,6 +26,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(partners_app, name="partners")
+app.command("usage")(usage)
 app.add_typer(db_app, name="db")
 
 

@@ -1,11 +1,16 @@
-"""Creating, importing and revoking gateway keys: shared by the CLI and the admin API."""
+"""Creating, importing and revoking gateway keys: shared by the CLI and the admin API.
+
+Also the vocabulary both front ends share for limits and budgets: budget periods (with
+the LiteLLM-style aliases ``1d``, ``7d``, ``30d`` ...) and expiry durations.
+"""
 
 from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sluicegate.policy.keys import check_imported_key, generate_key, hash_key, key_hint
 from sluicegate.settings import Settings
@@ -14,6 +19,32 @@ from sluicegate.store.keys import KeyRecord, KeyStore
 PEPPER_SECRET_NAME = "key_hash_pepper"  # noqa: S105 (a row name, not a secret)
 _DURATION = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+BUDGET_PERIODS = ("daily", "weekly", "monthly", "total")
+_PERIOD_ALIASES = {
+    **{p: p for p in BUDGET_PERIODS},
+    "day": "daily",
+    "1d": "daily",
+    "24h": "daily",
+    "week": "weekly",
+    "7d": "weekly",
+    "1w": "weekly",
+    "month": "monthly",
+    "30d": "monthly",
+    "1mo": "monthly",
+    "lifetime": "total",
+}
+
+
+def budget_period(text: str) -> str:
+    """``daily|weekly|monthly|total``, also from ``1d``, ``7d``/``1w``, ``30d``/``1mo``."""
+    period = _PERIOD_ALIASES.get(text.strip().lower())
+    if period is None:
+        raise ValueError(
+            f"{text[:40]!r} is not a budget period: use daily, weekly, monthly or total "
+            "(or 1d, 7d, 1w, 30d, 1mo)"
+        )
+    return period
 
 
 async def key_pepper(settings: Settings, store: KeyStore) -> bytes:
@@ -51,9 +82,20 @@ async def create_key(
     models: Sequence[str] = (),
     expires_at: datetime | None = None,
     value: str | None = None,
+    partner_id: str | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
+    max_parallel: int | None = None,
+    budget_usd: float | None = None,
+    budget_period: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> tuple[KeyRecord, str]:
     """Store a new key (generated, or ``value`` imported after a strength check) and
-    return its record and the key itself, which is not kept anywhere."""
+    return its record and the key itself, which is not kept anywhere.
+
+    ``partner_id`` must be a partner's id (resolve names with ``PartnerStore.get`` first).
+    A budget without a period is monthly.
+    """
     if value is not None:
         check_imported_key(value)
         key = value
@@ -65,5 +107,12 @@ async def create_key(
         key_hint=key_hint(key),
         models=list(models),
         expires_at=expires_at,
+        metadata=metadata,
+        partner_id=partner_id,
+        rpm=rpm,
+        tpm=tpm,
+        max_parallel=max_parallel,
+        budget_usd=budget_usd,
+        budget_period=budget_period,
     )
     return record, key

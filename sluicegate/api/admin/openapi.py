@@ -1,0 +1,124 @@
+"""The admin API described as an OpenAPI 3.1 document, built from the route table and the
+pydantic models, so the description cannot drift from what the handlers accept."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from sluicegate import __version__
+from sluicegate.api.admin.base import Route
+from sluicegate.api.admin.views import ErrorResponse
+
+_REF = "#/components/schemas/{model}"
+_ERRORS = {
+    400: "Invalid request (the message names the field).",
+    401: "Missing or wrong admin token.",
+    403: "The admin API is off (no admin_token in the configuration).",
+    404: "No such key or partner.",
+    409: "The partner still has active keys.",
+    413: "Request body too large.",
+}
+_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
+
+
+class _Schemas:
+    """Collects component schemas; returns ``$ref`` objects."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def ref(self, model: type[BaseModel], mode: Literal["validation", "serialization"]) -> Any:
+        schema = model.model_json_schema(ref_template=_REF, mode=mode)
+        self.components.update(schema.pop("$defs", {}))
+        name = model.__name__
+        self.components[name] = schema
+        return {"$ref": _REF.format(model=name)}
+
+    def parameters(self, model: type[BaseModel]) -> list[dict[str, Any]]:
+        schema = model.model_json_schema(ref_template=_REF, mode="validation")
+        required = set(schema.get("required", []))
+        params = []
+        for name, prop in schema.get("properties", {}).items():
+            description = prop.pop("description", None)
+            prop.pop("title", None)
+            if prop.get("default", "") is None:
+                del prop["default"]  # absent from the query string
+            options = [o for o in prop.pop("anyOf", []) if o != {"type": "null"}]
+            if len(options) == 1:
+                prop.update(options[0])
+            elif options:
+                prop["anyOf"] = options
+            param: dict[str, Any] = {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "schema": prop,
+            }
+            if description:
+                param["description"] = description
+            params.append(param)
+        return params
+
+
+def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "operationId": route.method.lower() + route.path.replace("/", "_").replace(".", "_"),
+        "summary": route.summary,
+        "tags": list(route.tags),
+        "responses": {
+            "200": {
+                "description": "OK",
+                "content": {
+                    "application/json": {"schema": schemas.ref(route.response, "serialization")}
+                },
+            }
+        },
+    }
+    if route.query is not None:
+        op["parameters"] = schemas.parameters(route.query)
+    if route.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schemas.ref(route.body, "validation")}},
+        }
+    codes = set(route.errors) | ({413} if route.body is not None else set())
+    if route.public:
+        codes -= {401, 403}
+        op["security"] = []
+    else:
+        op["security"] = _SECURITY
+    error = schemas.ref(ErrorResponse, "serialization")
+    for code in sorted(codes):
+        op["responses"][str(code)] = {
+            "description": _ERRORS.get(code, "Error"),
+            "content": {"application/json": {"schema": error}},
+        }
+    return op
+
+
+def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
+    schemas = _Schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "sluicegate admin API",
+            "version": __version__,
+            "description": "Keys, partners, limits, budgets and usage of a sluicegate gateway. "
+            "Authenticate with the configured admin_token (Authorization: Bearer or x-api-key).",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": dict(sorted(schemas.components.items())),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "admin_token"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            },
+        },
+        "security": _SECURITY,
+    }
