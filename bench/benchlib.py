@@ -244,6 +244,30 @@ def _num(value: Any) -> float | None:
     return None
 
 
+MAX_GOVERNANCE_CPU_RATIO = 1.25
+
+
+def evaluate_overhead(target: str, base: str, rows: dict[tuple[str, str], dict[str, Any]],
+                      max_ratio: float = MAX_GOVERNANCE_CPU_RATIO) -> Verdict:
+    """CPU per request of ``target`` (the gateway with limits, budgets and the ledger on)
+    against ``base`` (the same gateway without them), per mode."""
+    verdict = Verdict(f"{target} (vs {base})")
+    for mode in ("json", "stream"):
+        row = rows.get((target, mode), {})
+        mine = _num(row.get("cpu_ms_per_req"))
+        ref = _num(rows.get((base, mode), {}).get("cpu_ms_per_req"))
+        name = f"CPU/req ({mode}) <= {max_ratio}x {base}"
+        if row.get("errors"):
+            verdict.checks.append(Check(name, "FAIL", "; ".join(row["errors"])))
+        elif mine is None or ref is None or ref <= 0:
+            verdict.checks.append(Check(name, "N/A", "CPU time not measured"))
+        else:
+            ratio = mine / ref
+            verdict.checks.append(Check(name, "PASS" if ratio <= max_ratio else "FAIL",
+                                        f"{mine:.3f} vs {ref:.3f} ms/req = {ratio:.2f}x"))
+    return verdict
+
+
 def evaluate(target: str, rows: dict[tuple[str, str], dict[str, Any]],
              reference: str = "reference") -> Verdict:
     """Compare ``target``'s rows against the reference proxy's (keys: (target, mode)).

@@ -76,7 +76,8 @@ def render(bench: Bench, verdicts: list[bl.Verdict], opts: Options) -> None:
         head = "[bold green]PASS[/]" if verdict.passed else "[bold red]FAIL[/]"
         if missing:
             head += f" [yellow]({missing} of {len(verdict.checks)} checks not measured)[/]"
-        console.print(f"\nverdict for {verdict.target} (vs reference proxy): {head}")
+        against = "" if "(vs " in verdict.target else " (vs reference proxy)"
+        console.print(f"\nverdict for {verdict.target}{against}: {head}")
         for check in verdict.checks:
             colour = {"PASS": "green", "FAIL": "red"}.get(check.status, "yellow")
             console.print(f"  [{colour}]{check.status:4}[/]  {check.name:38} {check.detail}")

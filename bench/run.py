@@ -271,31 +271,62 @@ def start_reference(procs: Processes, opts: Options, upstream: str) -> Target:
     return Target("reference", "reference", base, key, proc.pid, proc)
 
 
-def start_sluicegate(procs: Processes, opts: Options, upstream: str, workdir: Path) -> Target:
+# Limits that are checked on every request but never refuse: the governed row measures what
+# enforcement costs (key + partner + deployment + global windows, a concurrency lease, two
+# budget holds, cost, a ledger row), not what refusing costs.
+GOVERNANCE_CONFIG = (
+    "limits:\n"
+    "  global: {rpm: 1000000000, tpm: 1000000000000, max_parallel: 100000}\n"
+    "prices:\n"
+    f"  {MODEL}: {{input: 3, output: 15}}\n"
+)
+GOVERNED_MODEL_LIMITS = "    limits: {rpm: 1000000000, max_parallel: 100000}\n"
+HUGE = "1000000000"
+
+
+def start_sluicegate(procs: Processes, opts: Options, upstream: str, workdir: Path,
+                     governed: bool = False) -> Target:
+    """sluicegate on its own core; ``governed``: with limits, budgets and the ledger on
+    (the plain row runs without the ledger, as "the gateway core")."""
+    name = "sluicegate+limits" if governed else "sluicegate"
+    workdir = workdir / name
+    workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "sluicegate.yaml"
     config.write_text(
         f"database_url: sqlite:///{workdir / 'sluicegate.db'}\n"
         f"server: {{log_level: {opts.log_level}}}\n"
-        "model_list:\n"
+        + (GOVERNANCE_CONFIG if governed else "ledger: {enabled: false}\n")
+        + "model_list:\n"
         f"  - model_name: {MODEL}\n"
         "    provider: anthropic\n"
         f"    api_base: {upstream}\n"
-        "    api_key: os.environ/BENCH_UPSTREAM_KEY\n")
+        "    api_key: os.environ/BENCH_UPSTREAM_KEY\n"
+        + (GOVERNED_MODEL_LIMITS if governed else ""))
     env = {**os.environ, "BENCH_UPSTREAM_KEY": opts.upstream_key}
+    key_args = ["--name", "bench"]
+    if governed:
+        cli = [opts.sluicegate_bin, "partners", "create", "bench-partner", "--config",
+               str(config), "--rpm", HUGE, "--tpm", HUGE, "--budget", HUGE]
+        code, out, err = procs.run("sluicegate-partner", cli, opts.loadgen_cpu, timeout=60,
+                                   env=env)
+        if code != 0:
+            raise StartError(f"`sluicegate partners create` exited {code}: {err.strip()[-300:]}")
+        key_args += ["--partner", "bench-partner", "--rpm", HUGE, "--tpm", HUGE,
+                     "--max-parallel", "100000", "--budget", HUGE, "--budget-period", "daily"]
     code, out, err = procs.run("sluicegate-keys", [
-        opts.sluicegate_bin, "keys", "create", "--config", str(config), "--name", "bench"],
+        opts.sluicegate_bin, "keys", "create", "--config", str(config), *key_args],
         opts.loadgen_cpu, timeout=60, env=env)
     key = out.strip()
     if code != 0 or not key or "\n" in key:
         raise StartError(f"`sluicegate keys create` exited {code}; stdout {out[:200]!r}; "
                          f"stderr {err.strip()[-500:]}")
     port = free_port()
-    proc = procs.spawn("sluicegate", [
+    proc = procs.spawn(name, [
         opts.sluicegate_bin, "serve", "--config", str(config), "--port", str(port),
         "--workers", "1"], opts.sut_cpu, env=env)
     base = f"http://127.0.0.1:{port}"
-    wait_ready(base + "/health/readiness", proc, "sluicegate", timeout=45)
-    return Target("sluicegate", "sluicegate", base, key, proc.pid, proc)
+    wait_ready(base + "/health/readiness", proc, name, timeout=45)
+    return Target(name, "governed" if governed else "sluicegate", base, key, proc.pid, proc)
 
 
 # --------------------------------------------------------------------------- main
@@ -314,8 +345,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steady-seconds", type=float,
                         help="paced run seconds (default 10, --quick 3)")
     parser.add_argument("--warmup", type=int, help="wrk warm-up seconds (default 2, --quick 1)")
-    parser.add_argument("--only", action="append", choices=["direct", "reference", "sluicegate"],
-                        help="limit to these built-in targets (repeatable; direct always runs)")
+    parser.add_argument("--only", action="append",
+                        choices=["direct", "reference", "sluicegate", "governed"],
+                        help="limit to these built-in targets (repeatable; direct always "
+                        "runs; governed = sluicegate with limits, budgets and ledger on)")
     parser.add_argument("--sluicegate-bin", help="sluicegate executable (default: next to "
                         "this Python, else on PATH)")
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
@@ -378,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settle=0.5 if args.quick else 1.0,
         loadgen_cpu=loadgen_cpu, sut_cpu=sut_cpu,
         upstream_key=args.upstream_key, sluicegate_bin=sg_bin, log_level=args.log_level)
-    only = set(args.only or ["direct", "reference", "sluicegate"])
+    only = set(args.only or ["direct", "reference", "sluicegate", "governed"])
 
     LOGS.mkdir(parents=True, exist_ok=True)
     if loadgen_cpu is not None:  # keep this orchestrator off the SUT core too
@@ -407,7 +440,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         starters = [("reference", lambda: start_reference(procs, opts, upstream.base_url)),
                     ("sluicegate", lambda: start_sluicegate(procs, opts, upstream.base_url,
-                                                            workdir))]
+                                                            workdir)),
+                    ("governed", lambda: start_sluicegate(procs, opts, upstream.base_url,
+                                                          workdir, governed=True))]
         for name, starter in starters:
             if name not in only:
                 continue
@@ -455,6 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     evaluated = ["sluicegate", *peer_urls]
     verdicts = [bl.evaluate(name, bench.rows) for name in evaluated
                 if any(key[0] == name for key in bench.rows)]
+    if any(key[0] == "sluicegate+limits" for key in bench.rows):
+        verdicts.append(bl.evaluate_overhead("sluicegate+limits", "sluicegate", bench.rows))
     render(bench, verdicts, opts)
     write_json(bench, verdicts, opts, started, args.output)
     print(f"\nresults: {args.output}   logs: {LOGS}   "

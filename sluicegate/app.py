@@ -1,7 +1,7 @@
 """The ASGI application: routes, start-up and shutdown.
 
 A request's path through the gateway is in :mod:`sluicegate.pipeline`:
-parse -> authenticate -> (limits, budgets: later) -> route -> provider -> relay -> settle.
+parse -> authenticate -> route -> limits and budgets -> provider -> relay -> settle.
 This module only wires the parts together and maps (method, path) to handlers.
 """
 
@@ -40,6 +40,7 @@ from sluicegate.observe.logging import RequestLog, configure_logging, logs_reque
 from sluicegate.pipeline import Pipeline
 from sluicegate.policy.auth import KeyCache
 from sluicegate.policy.key_admin import key_pepper
+from sluicegate.policy.setup import Governance
 from sluicegate.providers.anthropic import AnthropicProvider
 from sluicegate.providers.base import Provider
 from sluicegate.providers.openai import OpenAIProvider
@@ -47,6 +48,8 @@ from sluicegate.routing.router import Router
 from sluicegate.settings import Secret, Settings, embedded_defaults, load_settings
 from sluicegate.store.db import create_engine
 from sluicegate.store.keys import KeyStore
+from sluicegate.store.ledger import LedgerStore
+from sluicegate.store.partners import PartnerStore
 from sluicegate.store.startup import ensure_schema
 
 Handler = Callable[[Request, Receive, Send], Awaitable[object]]
@@ -62,10 +65,14 @@ class Components:
     engine: Any
     fake: FakeUpstream | None
     request_log: RequestLog
+    governance: Governance
 
     async def close(self) -> None:
+        # uvicorn calls this once in-flight requests finished (or shutdown_grace passed):
+        # every request has settled, so the ledger flush below is complete.
         self.request_log.flush()
         await self.keys.stop()
+        await self.governance.close()
         await self.session.close()
         if self.fake is not None:
             await self.fake.stop()
@@ -125,8 +132,17 @@ class Gateway:
         await ensure_schema(settings.database_url, auto_migrate=settings.migrate_on_start)
         engine = create_engine(settings.database_url)
         store = KeyStore(engine)
+        partners = PartnerStore(engine)
         pepper = await key_pepper(settings, store)
-        keys = KeyCache(store, pepper, settings.server.key_sync_interval)
+        governance = Governance.build(settings, engine)
+        await governance.start()
+        keys = KeyCache(
+            store,
+            pepper,
+            settings.server.key_sync_interval,
+            partners,
+            on_reload=governance.on_keys_loaded,
+        )
         await keys.start()
         fake = None
         builtin: tuple[str, Secret] | None = None
@@ -142,14 +158,25 @@ class Gateway:
             skip_auto_headers=("User-Agent",),
         )
         request_log = RequestLog(logs_requests(settings.server.log_level))
-        self._components = Components(keys, session, engine, fake, request_log)
+        self._components = Components(keys, session, engine, fake, request_log, governance)
         router = Router(settings.model_list, settings.timeouts, builtin)
         providers: dict[str, Provider] = {
             "anthropic": AnthropicProvider(session, settings.anthropic_version),
             "openai": OpenAIProvider(session),
         }
-        pipeline = Pipeline(keys, router, providers, settings.server.max_body_size, request_log)
-        self._set_routes(pipeline, AdminApi(settings.admin_token, store, keys, pepper))
+        pipeline = Pipeline(
+            keys,
+            router,
+            providers,
+            settings.server.max_body_size,
+            request_log,
+            governance.governor,
+            governance.ledger if settings.ledger.enabled else None,
+        )
+        admin = AdminApi(
+            settings.admin_token, store, partners, LedgerStore(engine), keys, pepper
+        )
+        self._set_routes(pipeline, admin)
         self._started_at = time.monotonic()
         # Everything allocated so far (modules, config, pools) lives as long as the process:
         # move it out of the collector's generations so a full collection under load does
@@ -170,9 +197,7 @@ class Gateway:
             ("GET", "/health/liveliness"): alive,
             ("GET", "/health/liveness"): alive,
             ("GET", "/health/readiness"): readiness(self._readiness),
-            ("POST", "/key/generate"): admin.generate,
-            ("GET", "/key/list"): admin.list,
-            ("POST", "/key/delete"): admin.delete,
+            **admin.routes(),
         }
         self._paths = {path for _, path in self._routes}
 
@@ -181,7 +206,15 @@ class Gateway:
         if components is None or self._started_at is None:
             return False, {"gateway": "starting"}
         database_ok = components.keys.store_reachable
-        return database_ok, {"gateway": "ok", "database": "ok" if database_ok else "unreachable"}
+        checks = {"gateway": "ok", "database": "ok" if database_ok else "unreachable"}
+        ready = database_ok
+        backend = components.governance.backend
+        if backend.name == "redis":
+            redis_ok = backend.available()
+            checks["redis"] = "ok" if redis_ok else "unreachable"
+            # Failing open, the gateway serves on per-process limits: still ready.
+            ready = ready and (redis_ok or self.settings.limits.on_redis_failure == "open")
+        return ready, checks
 
     async def stop(self) -> None:
         if self._components is not None:

@@ -9,6 +9,8 @@ exception text from lower layers.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sluicegate.translate.error_shapes import anthropic_error_body, openai_error_body
 
 
@@ -19,6 +21,8 @@ class GatewayError(Exception):
     openai_code: str | None = None
     # None: let the client decide from the status. False: tell SDKs retrying cannot help.
     should_retry: bool | None = None
+    # Rate-limit windows (sluicegate.state.base.WindowState) to report in headers, if any.
+    windows: tuple[Any, ...] = ()
 
     def __init__(
         self, message: str, *, retry_after: float | None = None, param: str | None = None
@@ -71,6 +75,40 @@ class RequestTooLarge(GatewayError):
     openai_type = "invalid_request_error"
     openai_code = "request_too_large"
     should_retry = False
+
+
+class RateLimited(GatewayError):
+    """A rate limit (requests, tokens or concurrency) of the key, partner or gateway."""
+
+    status = 429
+    error_type = "rate_limit_error"
+    openai_type = "requests"  # OpenAI names the exhausted resource: requests | tokens
+    openai_code = "rate_limit_exceeded"
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, tokens: bool = False
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        if tokens:
+            self.openai_type = "tokens"
+
+
+class BudgetExceeded(GatewayError):
+    """A key's or partner's budget is spent: retrying cannot help until the period ends."""
+
+    status = 429
+    error_type = "rate_limit_error"
+    openai_type = "insufficient_quota"
+    openai_code = "budget_exceeded"
+    should_retry = False
+
+
+class LimitsUnavailable(GatewayError):
+    """The shared limit store is down and the gateway is set to fail closed."""
+
+    status = 503
+    error_type = "api_error"
+    openai_code = "limits_unavailable"
 
 
 class UpstreamUnavailable(GatewayError):

@@ -2,13 +2,13 @@
 
     api/anthropic|openai  parse just enough (model, stream, limits); errors in THIS surface's shape
     policy/auth           gateway key -> Principal (in-process map, no database read)
-    (policy/limits)       seam: reserve RPM/TPM/concurrency          -- later issue
-    (policy/budgets)      seam: reserve worst-case cost              -- later issue
     routing/router        model alias -> routes (deployment + upstream model id)
+    policy/limits         reserve RPM/TPM/concurrency per key, partner, deployment, global
+                          and the worst-case cost per budget; fair queue for shared capacity
     translate/*           only when the client's format differs from the upstream's
     providers/*           HTTP only: URL, headers, auth; transport errors -> typed errors
     api/relay|translated  JSON or SSE back to the client; stream failures -> in-stream errors
-    settle                usage observed -> one structured log line (ledger: later issue)
+    settle                usage -> limits and budgets settled, cost, one log line, a ledger row
 
 Every stage raises :class:`GatewayError` for a refusal; :meth:`Pipeline._refuse` renders it
 in the surface's shape. Nothing after the first byte sent to the client can change the
@@ -56,9 +56,12 @@ from sluicegate.errors import (
 )
 from sluicegate.observe.logging import RequestLog
 from sluicegate.policy.auth import KeyCache, Principal, credentials_from_headers
+from sluicegate.policy.limits import Governor, Ticket, deadline_from
+from sluicegate.policy.ratelimit_headers import ratelimit_headers
 from sluicegate.providers.base import Provider, UpstreamCall
 from sluicegate.record import RequestRecord
 from sluicegate.routing.router import Route, Router
+from sluicegate.store.ledger_writer import LedgerWriter
 
 CLIENT_DISCONNECTED = 499  # nginx's convention, for logs only
 INTERNAL_ERROR_MESSAGE = "The gateway failed to handle this request; see its log."
@@ -91,12 +94,16 @@ class Pipeline:
         providers: dict[str, Provider],
         max_body_size: int,
         log: RequestLog,
+        governor: Governor,
+        ledger: LedgerWriter | None,
     ) -> None:
         self._keys = keys
         self._router = router
         self._providers = providers
         self._max_body = max_body_size
         self._log = log
+        self._governor = governor
+        self._ledger = ledger
 
     # -- endpoints ---------------------------------------------------------------------
 
@@ -125,6 +132,7 @@ class Pipeline:
             )
         except GatewayError as error:
             await self._refuse(send, record, error, surface)
+            self._settle(record)
             return
         record.status = 200
         await send_json(send, 200, page, [(b"request-id", record.request_id.encode())])
@@ -137,21 +145,29 @@ class Pipeline:
     ) -> None:
         record = RequestRecord(new_request_id(), endpoint)
         record.session_id = request.header("x-claude-code-session-id")
+        record.agent_id = request.header("x-claude-code-agent-id")
+        ticket: Ticket | None = None
         try:
             principal = await self._authenticate(request, record)
             body = await read_body(receive, request, self._max_body)
             parsed = _PARSERS[endpoint](body)
             record.model, record.stream = parsed.model, parsed.stream
             route = self._route(principal, parsed.model, record)
-            # seams: limits.reserve(...) and budgets.reserve(...) go here (later issues)
+            if endpoint != "count_tokens":  # token counting is not inference (CLIENTS.md)
+                deadline = deadline_from(request.header("x-stainless-timeout"))
+                ticket = await self._governor.admit(
+                    principal, route, parsed, record.request_id, deadline
+                )
             translation = translation_for(surface.name, route.deployment.provider, endpoint)
             call = self._upstream_call(route, parsed, request, endpoint, translation)
+            headers: HeaderList = [(b"request-id", record.request_id.encode())]
+            if ticket is not None:
+                headers += ratelimit_headers(surface.name, ticket.windows)
             await cancel_on_disconnect(
-                receive, self._exchange(send, record, call, parsed, surface, translation)
+                receive, self._exchange(send, record, call, parsed, surface, translation, headers)
             )
         except GatewayError as error:
             await self._refuse(send, record, error, surface)
-            return
         except ClientDisconnected:
             record.status = CLIENT_DISCONNECTED
         except Exception:
@@ -160,8 +176,11 @@ class Pipeline:
             log.exception("internal error serving %s", record.request_id)
             if not record.committed:
                 await self._refuse(send, record, InternalError(INTERNAL_ERROR_MESSAGE), surface)
-                return
-            record.status, record.error_type = 500, "api_error"
+            else:
+                record.status, record.error_type = 500, "api_error"
+        finally:
+            if ticket is not None:
+                record.cost_usd = await self._governor.settle_quietly(ticket, record.usage)
         self._settle(record)
 
     def _upstream_call(
@@ -197,6 +216,7 @@ class Pipeline:
         parsed: ParsedRequest,
         surface: Surface,
         translation: Translation | None,
+        headers: HeaderList,
     ) -> None:
         """Call the upstream and deliver its answer to the client.
 
@@ -207,7 +227,6 @@ class Pipeline:
         upstream = await provider.send(call)
         record.status = upstream.status
         record.upstream_request_id = upstream.request_id
-        headers: HeaderList = [(b"request-id", record.request_id.encode())]
         try:
             if translation is not None:
                 await translation.deliver(send, upstream, headers, record, parsed)
@@ -234,7 +253,8 @@ class Pipeline:
             request.header("x-api-key"), request.header("authorization")
         )
         principal = await self._keys.authenticate(candidates)
-        record.key_name = principal.key_name
+        record.key_id, record.key_name = principal.key_id, principal.key_name
+        record.partner_id, record.partner_name = principal.partner_id, principal.partner_name
         return principal
 
     def _route(self, principal: Principal, model: str, record: RequestRecord) -> Route:
@@ -255,16 +275,18 @@ class Pipeline:
     async def _refuse(
         self, send: Send, record: RequestRecord, error: GatewayError, surface: Surface
     ) -> None:
+        """Answer ``error`` in the surface's shape (the caller settles the record)."""
         status, body, extra = surface.render_error(error)
         record.status, record.error_type = status, error.error_type
         headers = [JSON_CONTENT, (b"request-id", record.request_id.encode()), *extra]
+        headers += ratelimit_headers(surface.name, error.windows)
         await send_bytes(send, status, body, headers)
-        self._settle(record)
 
     def _settle(self, record: RequestRecord) -> None:
-        # Seam for limits.settle, budgets.charge and the usage ledger (later issues).
         if self._log.enabled:
             self._log.write(record.fields())
+        if self._ledger is not None and record.key_id is not None and record.endpoint != "models":
+            self._ledger.add(record.ledger_row())
 
 
 _PARSERS: dict[str, Callable[[bytes], ParsedRequest]] = {

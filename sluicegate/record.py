@@ -1,22 +1,27 @@
-"""What one request did: filled in along the data path, then logged (and later ledgered)."""
+"""What one request did: filled in along the data path, then logged and ledgered."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sluicegate.api.sse import Usage
+from sluicegate.store.ledger import LedgerRow
 
 
 @dataclass(slots=True)
 class RequestRecord:
-    """What one request did; becomes the structured log line (and later the ledger row)."""
+    """What one request did; becomes the structured log line and the ledger row."""
 
     request_id: str
     endpoint: str
     started: float = field(default_factory=time.perf_counter)
+    key_id: str | None = None
     key_name: str | None = None
+    partner_id: str | None = None
+    partner_name: str | None = None
     model: str | None = None
     deployment: str | None = None
     upstream_model: str | None = None
@@ -27,6 +32,8 @@ class RequestRecord:
     first_token_at: float | None = None
     usage: Usage | None = None
     session_id: str | None = None
+    agent_id: str | None = None
+    cost_usd: float = 0.0
     committed: bool = False  # has the response (status line) been handed to the relay?
 
     def fields(self) -> dict[str, Any]:
@@ -36,6 +43,7 @@ class RequestRecord:
             "endpoint": self.endpoint,
             "status": self.status,
             "key_name": self.key_name,
+            "partner": self.partner_name,
             "model": self.model,
             "deployment": self.deployment,
             "upstream_model": self.upstream_model,
@@ -52,8 +60,42 @@ class RequestRecord:
                 cache_read_tokens=self.usage.cache_read_input_tokens,
                 cache_write_tokens=self.usage.cache_creation_input_tokens,
             )
+            out["cost_usd"] = self.cost_usd
         if self.error_type:
             out["error_type"] = self.error_type
         if self.session_id:
             out["client_session_id"] = self.session_id
         return out
+
+    def ledger_row(self) -> LedgerRow:
+        now = time.perf_counter()
+        usage = self.usage
+        return LedgerRow(
+            created_at=datetime.now(UTC),
+            request_id=self.request_id,
+            endpoint=self.endpoint,
+            stream=self.stream,
+            status=self.status,
+            latency_ms=round((now - self.started) * 1000, 2),
+            key_id=self.key_id,
+            key_name=self.key_name,
+            partner_id=self.partner_id,
+            partner_name=self.partner_name,
+            model=self.model,
+            deployment=self.deployment,
+            upstream_model=self.upstream_model,
+            error_type=self.error_type,
+            input_tokens=usage.input_tokens if usage else 0,
+            output_tokens=usage.output_tokens if usage else 0,
+            cache_read_tokens=usage.cache_read_input_tokens if usage else 0,
+            cache_write_tokens=usage.cache_creation_input_tokens if usage else 0,
+            cost_usd=self.cost_usd,
+            ttft_ms=(
+                round((self.first_token_at - self.started) * 1000, 2)
+                if self.first_token_at is not None
+                else None
+            ),
+            upstream_request_id=self.upstream_request_id,
+            client_session_id=self.session_id,
+            client_agent_id=self.agent_id,
+        )

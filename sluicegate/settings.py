@@ -16,15 +16,24 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
+)
+
+from sluicegate.settings_policy import (
+    BudgetSettings,
+    LedgerSettings,
+    LimitSettings,
+    PriceSetting,
+    RateLimits,
+)
+from sluicegate.settings_policy import (
+    Strict as _Strict,
 )
 
 ENV_PREFIX = "os.environ/"
@@ -148,8 +157,6 @@ def _redact_url_password(url: str) -> str:
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
 class Timeouts(_Strict):
@@ -214,6 +221,10 @@ class ModelEntry(_Strict):
     extra_headers: dict[str, str] = Field(
         default_factory=dict, description="sent upstream with every request"
     )
+    limits: RateLimits = Field(
+        default_factory=RateLimits,
+        description="this deployment's capacity, shared by all partners (fair queue)",
+    )
 
     @field_validator("model_name")
     @classmethod
@@ -267,6 +278,9 @@ class Settings(_Strict):
         "PostgreSQL (run `sluicegate db upgrade` once per release there)",
     )
     admin_token: SecretRef | None = None
+    redis_url: SecretRef | None = Field(
+        None, description="shared state for limits and budgets across processes and hosts"
+    )
     key_hash_secret: RequiredSecretRef | None = Field(
         None,
         description="pepper for gateway-key hashes; when unset one is generated and "
@@ -278,6 +292,12 @@ class Settings(_Strict):
     server: ServerSettings = ServerSettings()
     timeouts: Timeouts = Timeouts()
     model_list: list[ModelEntry] = Field(default_factory=list)
+    limits: LimitSettings = LimitSettings()
+    budgets: BudgetSettings = BudgetSettings()
+    ledger: LedgerSettings = LedgerSettings()
+    prices: dict[str, PriceSetting] = Field(
+        default_factory=dict, description="per model name or pattern; overrides the shipped table"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -287,7 +307,7 @@ class Settings(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _unique_names(self) -> Settings:
+    def _checks(self) -> Settings:
         seen: set[str] = set()
         for index, entry in enumerate(self.model_list):
             if entry.model_name in seen:
@@ -296,11 +316,13 @@ class Settings(_Strict):
                     "(several deployments per alias come in a later release)"
                 )
             seen.add(entry.model_name)
+        if self.limits.backend == "redis" and self.redis_url is None:
+            raise ValueError("limits.backend: redis needs redis_url")
         return self
 
     def redacted(self) -> dict[str, Any]:
         """The resolved configuration as plain data, secrets replaced by their source."""
-        data = self.model_dump(mode="json")
+        data = self.model_dump(mode="json", by_alias=True)
         data["database_url"] = _redact_url_password(self.database_url)
         return data
 

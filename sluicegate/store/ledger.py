@@ -121,6 +121,24 @@ def _values(row: LedgerRow) -> dict[str, Any]:
     return values
 
 
+_INSERT_COLUMNS: Final = tuple(c.key for c in usage_ledger.columns if c.key != "id")
+# Column names are our constants, not input.
+_SQLITE_INSERT: Final = (
+    f"INSERT INTO {usage_ledger.name} ({', '.join(c.name for c in usage_ledger.columns if c.key != 'id')}) "  # noqa: S608, E501
+    f"VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)})"
+)
+
+
+def _sqlite_tuple(values: dict[str, Any]) -> tuple[Any, ...]:
+    """Column values as SQLAlchemy's SQLite dialect would bind them: UTC timestamps in its
+    text format (so reads through SQLAlchemy parse them), booleans as integers."""
+    created: datetime = values["created_at"].astimezone(UTC)
+    out = [values[key] for key in _INSERT_COLUMNS]
+    out[_INSERT_COLUMNS.index("created_at")] = created.strftime("%Y-%m-%d %H:%M:%S.%f")
+    out[_INSERT_COLUMNS.index("stream")] = int(values["stream"])
+    return tuple(out)
+
+
 class LedgerStore:
     """Reads and batch writes of the ``usage_ledger`` table."""
 
@@ -134,7 +152,12 @@ class LedgerStore:
             return
         values = [_values(row) for row in rows]
         async with self._writer.begin() as conn:
-            await conn.execute(usage_ledger.insert(), values)
+            if self._engine.dialect.name == "sqlite":
+                # The gateway's own process pays for every ledger row: on SQLite, hand the
+                # driver plain tuples (a third of the CPU of SQLAlchemy's per-row binding).
+                await conn.exec_driver_sql(_SQLITE_INSERT, [_sqlite_tuple(v) for v in values])
+            else:
+                await conn.execute(usage_ledger.insert(), values)
 
     async def spend_since(
         self, column: Literal["key_id", "partner_id"], since: datetime | None

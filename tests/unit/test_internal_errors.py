@@ -18,12 +18,15 @@ from sluicegate.observe.logging import RequestLog
 from sluicegate.pipeline import Pipeline
 from sluicegate.policy.auth import KeyCache
 from sluicegate.policy.key_admin import create_key
+from sluicegate.policy.setup import build_governor
 from sluicegate.providers.base import UpstreamCall
 from sluicegate.routing.router import Router
 from sluicegate.settings import Timeouts, settings_from_mapping
+from sluicegate.state.memory import MemoryBackend
 from sluicegate.store.db import create_engine
 from sluicegate.store.keys import KeyStore
 from sluicegate.store.migrate import upgrade
+from sluicegate.store.partners import PartnerStore
 
 BODY = b'{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
 
@@ -42,7 +45,7 @@ async def test_bug_before_any_byte_is_an_anthropic_500(
     try:
         store = KeyStore(engine)
         _, key = await create_key(store, b"pepper", name="t")
-        keys = KeyCache(store, b"pepper", 60)
+        keys = KeyCache(store, b"pepper", 60, PartnerStore(engine))
         await keys.reload()
         settings = settings_from_mapping(
             {
@@ -57,6 +60,8 @@ async def test_bug_before_any_byte_is_an_anthropic_500(
             {"anthropic": BrokenProvider()},
             1 << 20,
             RequestLog(False),
+            build_governor(settings, MemoryBackend()),
+            None,
         )
         scope = {
             "type": "http",

@@ -1,0 +1,261 @@
+"""The governor: admit a request against every limit and budget that applies, settle it after.
+
+``admit`` (before the upstream call) reserves, in one atomic acquire of the limit backend:
+one request and the estimated tokens in each rate window (key, partner, deployment, global),
+a concurrency lease, and the worst-case cost against each budget (key, partner). A refusal by
+a shared scope (global, deployment capacity) waits in the fair queue; any other refusal is a
+429 at once. ``settle`` (after the answer) corrects the tokens to the reported usage,
+releases the lease and holds, charges the actual cost and wakes the queue.
+Requests with nothing to enforce never touch the backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sluicegate.api.sse import Usage
+from sluicegate.errors import GatewayError, LimitsUnavailable, RateLimited
+from sluicegate.observe.cost import Price, PriceBook
+from sluicegate.policy.budgets import Budget, SoftThresholdAlerts, budget_refusal
+from sluicegate.policy.estimate import estimate_input_tokens
+from sluicegate.policy.fairqueue import FairQueue
+from sluicegate.state.base import (
+    Admission,
+    BudgetHold,
+    LimitBackend,
+    LimitStoreUnavailable,
+    RateLimit,
+    Refusal,
+    WindowState,
+)
+
+if TYPE_CHECKING:
+    from sluicegate.api.anthropic import ParsedRequest
+    from sluicegate.policy.auth import Principal
+    from sluicegate.routing.router import Route
+
+GLOBAL_SCOPE = "global"
+DEPLOYMENT_PREFIX = "deployment:"
+log = logging.getLogger("sluicegate.limits")
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What one admitted request holds, to be settled when it ends."""
+
+    lease: str
+    limits: tuple[RateLimit, ...] = ()
+    tokens: int = 0
+    holds: tuple[BudgetHold, ...] = ()
+    budgets: tuple[Budget, ...] = ()
+    price: Price | None = None
+    admission: Admission | None = None
+    settled: bool = field(default=False)
+
+    @property
+    def windows(self) -> tuple[WindowState, ...]:
+        return self.admission.windows if self.admission is not None else ()
+
+
+def is_shared(scope: str) -> bool:
+    return scope == GLOBAL_SCOPE or scope.startswith(DEPLOYMENT_PREFIX)
+
+
+def _shared_refusal(admission: Admission) -> bool:
+    refusal = admission.refusal
+    return refusal is not None and refusal.kind != "budget" and is_shared(refusal.scope)
+
+
+class Governor:
+    def __init__(
+        self,
+        backend: LimitBackend,
+        prices: PriceBook,
+        *,
+        global_limit: RateLimit | None,
+        capacities: dict[str, RateLimit],
+        max_wait: float,
+        max_queue: int,
+        soft_threshold: float,
+    ) -> None:
+        """``capacities``: deployment name -> its shared limit (only those with one)."""
+        self.backend = backend
+        self.prices = prices
+        self._global = global_limit
+        self._capacities = capacities
+        self.queue = FairQueue(max_wait, max_queue, _shared_refusal)
+        self._alerts = SoftThresholdAlerts(soft_threshold)
+        self._unpriced: set[str] = set()
+
+    async def admit(
+        self,
+        principal: Principal,
+        route: Route,
+        parsed: ParsedRequest,
+        lease: str,
+        deadline: float | None = None,
+    ) -> Ticket:
+        """Reserve what this request may use, or raise a GatewayError (429 or 503)."""
+        deployment = route.deployment
+        price = self._price(parsed.model, route.upstream_model)
+        limits = principal.limits
+        capacity = self._capacities.get(deployment.name)
+        shared = tuple(x for x in (capacity, self._global) if x is not None)
+        input_tokens = estimate_input_tokens(parsed.raw, parsed.payload)
+        max_output = parsed.max_tokens or deployment.default_max_tokens
+        holds: tuple[BudgetHold, ...] = ()
+        if principal.budgets and price is not None:
+            worst = self.prices.worst_case_nano(price, input_tokens, max_output)
+            if worst > 0:  # zero-priced models never meet a budget
+                holds = tuple(
+                    BudgetHold(b.scope, b.period, b.limit_nano, worst) for b in principal.budgets
+                )
+        ticket = Ticket(lease, limits + shared, input_tokens + max_output, holds, price=price)
+        ticket.budgets = principal.budgets
+        if not ticket.limits and not holds:
+            return ticket
+        try:
+            if shared:
+                admission = await self.queue.admit(
+                    deployment.name,
+                    principal.fairness_group,
+                    principal.weight,
+                    lambda: self._acquire(ticket),
+                    lambda admission: self._undo(ticket, admission),
+                    deadline,
+                )
+            else:
+                admission = await self._acquire(ticket)
+        except LimitStoreUnavailable:
+            raise LimitsUnavailable(
+                "The gateway's rate-limit store is unavailable; try again shortly."
+            ) from None
+        ticket.admission = admission
+        if not admission.ok:
+            ticket.settled = True
+            raise self._refusal_error(principal, ticket, admission)
+        return ticket
+
+    async def _acquire(self, ticket: Ticket) -> Admission:
+        return await self.backend.acquire(ticket.lease, ticket.limits, ticket.tokens, ticket.holds)
+
+    async def _undo(self, ticket: Ticket, admission: Admission) -> None:
+        """A queued request was admitted just after its client gave up: give it all back."""
+        with contextlib.suppress(LimitStoreUnavailable):  # else they expire by themselves
+            await self.backend.release(
+                ticket.lease, ticket.limits, admission.at, ticket.tokens, ticket.holds
+            )
+        self.queue.notify()
+
+    async def settle(self, ticket: Ticket, usage: Usage | None) -> float:
+        """Charge what the request used; returns its cost in USD."""
+        cost_nano = 0
+        if ticket.price is not None and usage is not None:
+            cost_nano = self.prices.cost_nano(ticket.price, usage)
+        if ticket.settled or ticket.admission is None:
+            return cost_nano / 1e9
+        ticket.settled = True
+        used_tokens = 0
+        if usage is not None:
+            used_tokens = (
+                usage.input_tokens
+                + usage.output_tokens
+                + usage.cache_read_input_tokens
+                + usage.cache_creation_input_tokens
+            )
+        try:
+            spends = await self.backend.settle(
+                ticket.lease,
+                ticket.limits,
+                ticket.admission.at,
+                ticket.tokens,
+                used_tokens,
+                ticket.holds,
+                cost_nano,
+            )
+        except LimitStoreUnavailable:
+            spends = []  # the leases expire by themselves; the ledger keeps the cost
+        finally:
+            self.queue.notify()
+        if spends:
+            self._alerts.check(spends, {b.scope: b.label for b in ticket.budgets})
+        return cost_nano / 1e9
+
+    async def settle_quietly(self, ticket: Ticket, usage: Usage | None) -> float:
+        """``settle`` for the end of a request, which must go on to write its ledger row
+        even if the request's task is being cancelled (server shutdown): the cancellation
+        is absorbed here; a lease whose settle it interrupted expires by its TTL."""
+        try:
+            return await self.settle(ticket, usage)
+        except asyncio.CancelledError:
+            return 0.0
+
+    def _price(self, alias: str, upstream_model: str) -> Price | None:
+        price = self.prices.price_for(alias, upstream_model)
+        if price is None and upstream_model not in self._unpriced and len(self._unpriced) < 1000:
+            self._unpriced.add(upstream_model)
+            log.warning(
+                "model %s has no price: its cost is recorded as 0 (set prices: in the config)",
+                upstream_model[:100],
+            )
+        return price
+
+    def _refusal_error(
+        self, principal: Principal, ticket: Ticket, admission: Admission
+    ) -> GatewayError:
+        refusal = admission.refusal
+        assert refusal is not None
+        if refusal.kind == "budget":
+            budget = next(b for b in ticket.budgets if b.scope == refusal.scope)
+            hold = next(h for h in ticket.holds if h.scope == refusal.scope)
+            error: GatewayError = budget_refusal(budget, refusal, hold.amount_nano)
+        else:
+            error = RateLimited(
+                _rate_message(principal, refusal),
+                retry_after=refusal.retry_after if refusal.retry_after is not None else 1.0,
+                tokens=refusal.kind == "tpm",
+            )
+        error.windows = admission.windows
+        return error
+
+
+_KIND_TEXT = {
+    "rpm": "{limit} requests per minute",
+    "tpm": "{limit} tokens per minute",
+    "parallel": "{limit} concurrent requests",
+}
+
+
+def _rate_message(principal: Principal, refusal: Refusal) -> str:
+    what = _KIND_TEXT[refusal.kind].format(limit=f"{refusal.limit:,}")
+    scope = refusal.scope
+    if scope.startswith("key:"):
+        who = f"this API key ({principal.key_name!r}) allows"
+    elif scope.startswith("partner:"):
+        who = f"your partner account ({principal.partner_name!r}) allows"
+    elif scope == GLOBAL_SCOPE:
+        who = "the gateway is at its limit of"
+    else:
+        who = (
+            f"the model deployment {scope.removeprefix(DEPLOYMENT_PREFIX)!r} is at its capacity of"
+        )
+    return f"Rate limit exceeded: {who} {what}. Retry after the retry-after header's delay."
+
+
+def deadline_from(header: str | None) -> float | None:
+    """The client's own timeout (``x-stainless-timeout``, seconds) as a monotonic deadline,
+    less a second so that the answer still reaches it."""
+    if not header:
+        return None
+    try:
+        seconds = float(header)
+    except ValueError:
+        return None
+    if not 0 < seconds < 1e6:
+        return None
+    return time.monotonic() + seconds - 1.0

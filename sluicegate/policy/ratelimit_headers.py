@@ -1,0 +1,91 @@
+"""Rate-limit response headers in each surface's familiar names.
+
+Anthropic: ``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`` with the reset as
+an RFC 3339 time. OpenAI: ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` with the
+reset as a duration (``1s``, ``6m0s``). The numbers are those of the most constraining scope
+(the one with the least remaining) among the request's limits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from sluicegate.state.base import WindowState
+
+HeaderList = list[tuple[bytes, bytes]]
+
+
+def ratelimit_headers(surface: str, windows: Sequence[WindowState]) -> HeaderList:
+    if not windows:
+        return []
+    headers: HeaderList = []
+    requests = [w for w in windows if w.requests_limit is not None]
+    tokens = [w for w in windows if w.tokens_limit is not None]
+    if requests:
+        tightest = min(requests, key=lambda w: w.requests_remaining or 0)
+        headers += _trio(
+            surface,
+            "requests",
+            tightest.requests_limit,
+            tightest.requests_remaining,
+            tightest.requests_reset,
+        )
+    if tokens:
+        tightest = min(tokens, key=lambda w: w.tokens_remaining or 0)
+        headers += _trio(
+            surface,
+            "tokens",
+            tightest.tokens_limit,
+            tightest.tokens_remaining,
+            tightest.tokens_reset,
+        )
+    return headers
+
+
+def _trio(
+    surface: str, what: str, limit: int | None, remaining: int | None, reset: float | None
+) -> HeaderList:
+    reset = reset or 0.0
+    if surface == "anthropic":
+        prefix = b"anthropic-ratelimit-" + what.encode()
+        return [
+            (prefix + b"-limit", str(limit).encode()),
+            (prefix + b"-remaining", str(max(remaining or 0, 0)).encode()),
+            (prefix + b"-reset", rfc3339(time.time() + reset).encode()),
+        ]
+    suffix = what.encode()
+    return [
+        (b"x-ratelimit-limit-" + suffix, str(limit).encode()),
+        (b"x-ratelimit-remaining-" + suffix, str(max(remaining or 0, 0)).encode()),
+        (b"x-ratelimit-reset-" + suffix, duration(reset).encode()),
+    ]
+
+
+_last_rfc3339: list[tuple[int, str]] = [(-1, "")]
+
+
+def rfc3339(unix: float) -> str:
+    """The next whole second at or after ``unix``, as RFC 3339 UTC (memoised: resets of one
+    second repeat across all requests in that second)."""
+    second = int(unix + 0.999)
+    cached = _last_rfc3339[0]
+    if cached[0] == second:
+        return cached[1]
+    text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    _last_rfc3339[0] = (second, text)
+    return text
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's reset format: ``250ms``, ``1s``, ``6m0s``, ``1h2m3s``."""
+    if seconds < 1:
+        return f"{max(round(seconds * 1000), 0)}ms"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
