@@ -136,9 +136,8 @@ async def test_rpm_admits_exactly_the_limit_then_refuses_with_retry_after(harnes
         assert refused.refusal.retry_after == pytest.approx(61 - 0.25)
 
 
+@pytest.mark.parametrize("harness", ["memory"], indirect=True)
 async def test_window_slides_bucket_by_bucket(harness: Harness) -> None:
-    if harness.clock is None:
-        pytest.skip("Redis TIME cannot be moved by a test")
     limits = [RateLimit("key:slide", rpm=2)]
     assert (await harness.backend.acquire(lease(), limits, 0, [])).ok  # bucket B
     harness.advance(30.0)
@@ -190,10 +189,9 @@ async def test_settle_correction_upwards_and_never_below_zero(harness: Harness) 
     assert full.ok and full.windows[0].tokens_remaining == 0
 
 
+@pytest.mark.parametrize("harness", ["memory"], indirect=True)
 async def test_settle_after_the_bucket_left_corrects_nothing(harness: Harness) -> None:
     limits = [RateLimit("key:late", tpm=1000)]
-    if harness.clock is None:
-        pytest.skip("Redis TIME cannot be moved by a test")
     late = lease()
     admission = await harness.backend.acquire(late, limits, 100, [])
     harness.advance(61.0)
@@ -359,9 +357,8 @@ async def test_release_undoes_an_acquire(harness: Harness) -> None:
     assert await harness.backend.spent("key:undo", "daily") == 0
 
 
+@pytest.mark.parametrize("harness", ["redis"], indirect=True)
 async def test_two_redis_backends_share_counts(harness: Harness) -> None:
-    if harness.name != "redis":
-        pytest.skip("one memory backend is one process")
     other = await harness.another()
     limits = [RateLimit("global", rpm=4, max_parallel=3)]
     holds = [BudgetHold("key:shared", "daily", 100, 40)]
@@ -377,9 +374,8 @@ async def test_two_redis_backends_share_counts(harness: Harness) -> None:
     assert third.ok and third.windows[0].requests_remaining == 1
 
 
+@pytest.mark.parametrize("harness", ["redis"], indirect=True)
 async def test_redis_keys_carry_ttls(harness: Harness) -> None:
-    if harness.name != "redis":
-        pytest.skip("Redis key layout")
     limits = [RateLimit("key:ttl", rpm=5, max_parallel=5)]
     holds = [BudgetHold("key:ttl", "daily", 100, 5), BudgetHold("key:ttl", "total", 100, 5)]
     x = lease()
