@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 import sys
 from typing import Annotated
@@ -73,6 +74,10 @@ def serve(
     else:
         os.environ.pop(CONFIG_ENV, None)
     typer.echo(f"sluicegate {__version__} starting on http://{bind_host}:{bind_port}", err=True)
+    # uvicorn drains on SIGTERM, then re-raises the signal under the handler that was in
+    # place before it started: make that an orderly exit 0 (orchestrators read 143 as a
+    # crash), once the ledger is flushed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "sluicegate.app:create_app_from_env",
         factory=True,

@@ -8,6 +8,7 @@ up, so ledgers add up exactly.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ def _shipped_table() -> tuple[dict[str, Price], tuple[tuple[str, Price], ...]]:
 SHIPPED, SHIPPED_PATTERNS = _shipped_table()
 
 
+@functools.lru_cache(maxsize=4096)  # a handful of distinct rates, on every request
 def _micro(rate: float) -> int:
     """A rate in micro-USD per million tokens, i.e. pico-USD per token, as an integer."""
     return round(rate * 1_000_000)

@@ -55,6 +55,12 @@ def configure_logging(level: str = "info") -> None:
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
 
 
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(
+    logging.LogRecord("", 0, "", 0, "", None, None).__dict__
+) | {"message", "asctime", "taskName"}
+
+
 class _StdlibJSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -63,6 +69,11 @@ class _StdlibJSONFormatter(logging.Formatter):
             "logger": record.name,
             "timestamp": self.formatTime(record),
         }
+        # Fields passed with extra= (alert events: scope, amounts); our own names and
+        # numbers only, never request data.
+        for name, value in record.__dict__.items():
+            if name not in _RECORD_ATTRIBUTES and name not in entry:
+                entry[name] = value
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
             # Only for errors (gateway bugs): the traceback is what an operator needs then.

@@ -64,6 +64,8 @@ class Admission:
     ok: bool
     at: float  # backend time (unix seconds) of this acquire; settle() and release() need it
     refusal: Refusal | None
+    # Header state: at least the tightest scope for requests and for tokens (the memory
+    # backend reports only those; Redis reports every windowed scope).
     windows: tuple[WindowState, ...]
     budget_used: tuple[tuple[str, int], ...] = ()  # (scope, spent + held after this hold)
 

@@ -300,9 +300,25 @@ class MemoryBackend:
                 del self._budgets[key]
 
     def _window_states(self, limits: Sequence[RateLimit], now: float) -> tuple[WindowState, ...]:
-        return tuple(
-            self._windows[limit.scope].state(limit, now) for limit in limits if limit.windowed
-        )
+        """The header state of the tightest scope for requests and for tokens (the headers
+        report only those): a full state, which scans for the oldest bucket, costs more
+        than picking by the running sums."""
+        by_requests: tuple[int, RateLimit] | None = None
+        by_tokens: tuple[int, RateLimit] | None = None
+        for limit in limits:
+            if limit.rpm is None and limit.tpm is None:
+                continue
+            requests, tokens = self._windows[limit.scope].sums
+            if limit.rpm is not None and (
+                by_requests is None or limit.rpm - requests < by_requests[0]
+            ):
+                by_requests = (limit.rpm - requests, limit)
+            if limit.tpm is not None and (by_tokens is None or limit.tpm - tokens < by_tokens[0]):
+                by_tokens = (limit.tpm - tokens, limit)
+        chosen = [pick[1] for pick in (by_requests, by_tokens) if pick is not None]
+        if len(chosen) == 2 and chosen[0] is chosen[1]:
+            chosen.pop()
+        return tuple(self._windows[limit.scope].state(limit, now) for limit in chosen)
 
 
 def _window_refusal(limit: RateLimit, window: _Window, tokens: int, now: float) -> Refusal | None:

@@ -64,19 +64,23 @@ def ledger_rows(gw: Gateway) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute("SELECT * FROM usage_ledger")]
 
 
-def wait_ledger(gw: Gateway, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """The ledger once it holds ``count`` rows (fails after ``timeout``); then one more
-    flush interval, to catch rows beyond ``count``."""
+def wait_ledger(
+    gw: Gateway, count: int, timeout: float = 10.0, **where: Any
+) -> list[dict[str, Any]]:
+    """The ledger rows (those whose columns equal ``where``) once there are ``count`` of
+    them (fails after ``timeout``), read again after a few more flush intervals so that
+    rows beyond ``count`` show too."""
+
+    def read() -> list[dict[str, Any]]:
+        return [r for r in ledger_rows(gw) if all(r[k] == v for k, v in where.items())]
+
     deadline = time.monotonic() + timeout
-    while True:
-        rows = ledger_rows(gw)
-        if len(rows) >= count:
-            break
+    while len(rows := read()) < count:
         if time.monotonic() > deadline:
-            raise AssertionError(f"ledger holds {len(rows)} rows, expected {count}")
+            raise AssertionError(f"ledger holds {len(rows)} such rows, expected {count}")
         time.sleep(0.05)
     time.sleep(FLUSH * 3)
-    return ledger_rows(gw)
+    return read()
 
 
 def create_partner(gw: Gateway, name: str, *args: str) -> str:
@@ -306,14 +310,7 @@ def test_ledger_row_per_inference_request(gw: Gateway, fake: FakeUpstream) -> No
     ids[caught.value.response.headers["request-id"]] = 429
     client.messages.count_tokens(model="claude-sonnet-4-6", messages=USER)
 
-    wait = time.monotonic() + 10
-    while time.monotonic() < wait:
-        rows = [r for r in ledger_rows(gw) if r["key_name"] == "ledger-key"]
-        if len(rows) >= 5:
-            break
-        time.sleep(0.05)
-    time.sleep(FLUSH * 3)
-    rows = [r for r in ledger_rows(gw) if r["key_name"] == "ledger-key"]
+    rows = wait_ledger(gw, 5, key_name="ledger-key")  # 4 inference + count_tokens
     inference = [r for r in rows if r["endpoint"] in ("messages", "chat_completions")]
     assert sorted(r["request_id"] for r in inference) == sorted(ids), rows
     assert all(r["partner_name"] == "ledger-team" for r in rows)
@@ -386,8 +383,7 @@ def test_partner_budget_is_shared_by_its_keys(gw: Gateway, fake: FakeUpstream) -
     assert len(alerts) == 1, alerts
 
     # The ledger agrees, and so does `sluicegate usage --json`.
-    rows = wait_ledger(gw, 1)
-    team = [r for r in rows if r["partner_name"] == "budget-team"]
+    team = wait_ledger(gw, 11, partner_name="budget-team")
     spent = sum(r["cost_usd"] for r in team)
     assert spent == pytest.approx(served * 0.015)
     assert spent <= 0.1
@@ -464,7 +460,7 @@ def test_budget_survives_a_restart(
     key = gw.create_key("budget-restart", "--budget", "0.02", "--budget-period", "monthly")
     assert budget_call(claude(gw, key)) == 200
     assert budget_call(claude(gw, key)) == 429
-    wait_ledger(gw, 1)
+    wait_ledger(gw, 2, key_name="budget-restart")
     second = start_gateway(
         tmp_path_factory.mktemp("governance-restart"),
         fake,
@@ -485,7 +481,7 @@ def test_budget_survives_a_restart(
 
 def test_usage_json_totals_equal_the_ledger(gw: Gateway) -> None:
     rows = wait_ledger(gw, 1)
-    done = gw.cli("usage", "--config", str(gw.config), "--json", "--by", "partner,key,model")
+    done = gw.cli("usage", "--config", str(gw.config), "--json", "--by", "key")
     report = json.loads(done.stdout)
     totals = report["totals"]
     assert totals["requests"] == len(rows)
@@ -493,9 +489,12 @@ def test_usage_json_totals_equal_the_ledger(gw: Gateway) -> None:
     for name in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
         assert totals[name] == sum(r[name] for r in rows), name
     assert totals["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in rows), abs=1e-9)
-    by_key: dict[str, float] = {}
+    assert totals["cost_usd"] > 0
+    per_key: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        by_key[r["key_name"]] = by_key.get(r["key_name"], 0.0) + r["cost_usd"]
+        per_key.setdefault(r["key_name"], []).append(r)
+    assert {row["key"] for row in report["rows"]} == set(per_key)
     for row in report["rows"]:
-        assert row["cost_usd"] <= by_key[row["key"]] + 1e-9
-    assert sum(r["requests"] for r in report["rows"]) == len(rows)
+        mine = per_key[row["key"]]
+        assert row["requests"] == len(mine), row
+        assert row["cost_usd"] == pytest.approx(sum(r["cost_usd"] for r in mine), abs=1e-9)

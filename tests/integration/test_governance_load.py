@@ -255,7 +255,7 @@ async def test_fair_admission_follows_partner_weights(tmp_path: Path, fake: Fake
             for key in (key_a, key_b):
                 await warm_up(session, gw, key, "fair-model")
             start = time.monotonic()
-            window_end = start + 8.0
+            window_end = start + 6.0
 
             async def hammer(partner: str, key: str) -> None:
                 while time.monotonic() < window_end:
@@ -271,7 +271,7 @@ async def test_fair_admission_follows_partner_weights(tmp_path: Path, fake: Fake
         total = {p: len(results[p]) for p in results}
         ratio = in_window["B"] / in_window["A"]
         print(
-            f"\nfair admission over 8 s: served A={in_window['A']} B={in_window['B']} "
+            f"\nfair admission over 6 s: served A={in_window['A']} B={in_window['B']} "
             f"(B/A = {ratio:.2f}); with the drain after the window A={total['A']} "
             f"B={total['B']}; upstream calls {fake.call_count('messages')}"
         )
@@ -323,11 +323,10 @@ async def test_ledger_is_complete_after_sigterm(tmp_path: Path, fake: FakeUpstre
             await asyncio.sleep(3.0)
             gw.process.terminate()  # every loop has a request in flight now
             terminated = time.monotonic()
-            done, pending = await asyncio.wait(loops, timeout=20)
+            _, pending = await asyncio.wait(loops, timeout=20)
             assert not pending, "clients still waiting 20 s after SIGTERM"
         code = await asyncio.to_thread(gw.process.wait, 20)
         exit_seconds = time.monotonic() - terminated
-        assert code == 0, gw.log_text()[-3000:]
 
         responded = [(s, a) for s, a in answers if a.status is not None]
         after_term = [a for _, a in responded if a.done_at > terminated]
@@ -355,6 +354,9 @@ async def test_ledger_is_complete_after_sigterm(tmp_path: Path, fake: FakeUpstre
         for stream, answer in responded:
             row = by_id[answer.headers["request-id"]]
             assert row["status"] == answer.status and bool(row["stream"]) == stream
+        assert "Application shutdown complete" in gw.log_text()
+        # A graceful stop on SIGTERM is a success: exit status 0, not "killed by SIGTERM".
+        assert code == 0, f"exit status {code} after a clean shutdown"
     finally:
         if gw.process.poll() is None:
             gw.stop()
