@@ -36,7 +36,7 @@ from sluicegate.api.asgi import (
     send_bytes,
     send_json,
 )
-from sluicegate.api.openai import openai_model_list, parse_chat
+from sluicegate.api.openai import include_usage, openai_model_list, parse_chat
 from sluicegate.api.relay import StreamObserver, cancel_on_disconnect, relay_body, relay_stream
 from sluicegate.api.sse import SSEObserver, Usage
 from sluicegate.api.sse_openai import (
@@ -58,9 +58,10 @@ from sluicegate.observe.logging import RequestLog
 from sluicegate.policy.auth import KeyCache, Principal, credentials_from_headers
 from sluicegate.policy.limits import Governor, Ticket, deadline_from
 from sluicegate.policy.ratelimit_headers import ratelimit_headers
+from sluicegate.policy.stream_usage import charged_stream_usage
 from sluicegate.providers.base import Provider, UpstreamCall
 from sluicegate.record import RequestRecord
-from sluicegate.routing.router import Route, Router
+from sluicegate.routing.router import Deployment, Route, Router
 from sluicegate.store.ledger_writer import LedgerWriter
 
 CLIENT_DISCONNECTED = 499  # nginx's convention, for logs only
@@ -200,7 +201,16 @@ class Pipeline:
         else:
             path = GENERATE_PATHS[deployment.provider]
         client_headers = request.headers
-        if translation is None:
+        if translation is None and _adds_usage(parsed, deployment):
+            options = parsed.payload.get("stream_options") or {}
+            body = orjson.dumps(
+                {
+                    **parsed.payload,
+                    "model": route.upstream_model,
+                    "stream_options": {**options, "include_usage": True},
+                }
+            )
+        elif translation is None:
             body = parsed.body_for(route.upstream_model)
         else:
             body, extra_headers = translation.request(parsed, route)
@@ -232,12 +242,18 @@ class Pipeline:
                 await translation.deliver(send, upstream, headers, record, parsed)
             elif parsed.stream and upstream.status < 300:
                 record.committed = True
-                observation = await relay_stream(
-                    send, upstream, headers, surface.new_observer(), surface.stream_error
-                )
-                record.usage = observation.usage
-                record.first_token_at = observation.first_token_at
-                record.error_type = observation.error_type
+                observer = surface.new_observer()
+                if isinstance(observer, OpenAIStreamObserver):
+                    observer.hide_usage = _adds_usage(parsed, call.deployment)
+                try:
+                    await relay_stream(send, upstream, headers, observer, surface.stream_error)
+                finally:
+                    # Also when the client left mid-stream: what was generated until then
+                    # is charged and ledgered.
+                    seen = observer.observation
+                    record.usage = charged_stream_usage(seen, parsed)
+                    record.first_token_at = seen.first_token_at
+                    record.error_type = seen.error_type
             else:
                 body = await upstream.read()
                 record.committed = True
@@ -294,6 +310,17 @@ _PARSERS: dict[str, Callable[[bytes], ParsedRequest]] = {
     "count_tokens": parse_count_tokens,
     "chat_completions": parse_chat,
 }
+
+
+def _adds_usage(parsed: ParsedRequest, deployment: Deployment) -> bool:
+    """Must the gateway ask an OpenAI upstream for a stream's usage itself? (To charge it;
+    the usage chunk is then not relayed to a client that did not ask for it.)"""
+    return (
+        parsed.stream
+        and deployment.provider == "openai"
+        and deployment.quirks.stream_options
+        and not include_usage(parsed.payload)
+    )
 
 
 def _json_usage(body: bytes, surface: Surface) -> Usage | None:

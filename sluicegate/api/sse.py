@@ -49,6 +49,8 @@ class StreamObservation:
     first_token_at: float | None = None  # perf_counter() of the first content delta
     saw_message_stop: bool = False
     error_type: str | None = None
+    relayed_bytes: int = 0  # of whole events, for an estimate when the final usage never came
+    relayed_events: int = 0
 
     @property
     def complete(self) -> bool:
@@ -117,10 +119,13 @@ class WholeEventObserver:
             ready, self._held = data, b""
         else:
             ready, self._held = data[:end], data[end:]
-        self._observe(ready)
+        ready = self._observe(ready)
+        self.observation.relayed_bytes += len(ready)
+        self.observation.relayed_events += ready.count(b"\n\n")
         return ready
 
-    def _observe(self, ready: bytes) -> None:
+    def _observe(self, ready: bytes) -> bytes:
+        """Look at whole events; return what to relay of them (normally all)."""
         raise NotImplementedError
 
 
@@ -131,7 +136,7 @@ class SSEObserver(WholeEventObserver):
 
     __slots__ = ()
 
-    def _observe(self, ready: bytes) -> None:
+    def _observe(self, ready: bytes) -> bytes:
         obs = self.observation
         if obs.first_token_at is None and b"content_block_delta" in ready:
             obs.first_token_at = time.perf_counter()
@@ -143,6 +148,7 @@ class SSEObserver(WholeEventObserver):
                     if _is_whole_line(ready, at, end):
                         self._event(name, ready, at, end)
                     at = ready.find(line, end)
+        return ready
 
     def _event(self, name: bytes, ready: bytes, line_at: int, line_end: int) -> None:
         if name == b"message_stop":

@@ -24,27 +24,48 @@ def openai_stream_error(error_type: str, message: str) -> bytes:
 
 
 class OpenAIStreamObserver(WholeEventObserver):
-    __slots__ = ()
+    """An OpenAI Chat Completions stream. ``hide_usage``: the gateway asked the upstream for
+    ``stream_options.include_usage`` on the client's behalf (to charge the request), so the
+    usage-only chunk (``choices: []``) is observed but not relayed."""
 
-    def _observe(self, ready: bytes) -> None:
+    __slots__ = ("hide_usage",)
+
+    def __init__(self, hide_usage: bool = False) -> None:
+        super().__init__()
+        self.hide_usage = hide_usage
+
+    def _observe(self, ready: bytes) -> bytes:
         obs = self.observation
+        if self.hide_usage:  # what include_usage adds to every chunk, as OpenAI writes it
+            ready = ready.replace(b',"usage":null', b"")
         if obs.first_token_at is None and b'"content":"' in ready:
             obs.first_token_at = time.perf_counter()
         if DONE in ready:
             obs.saw_message_stop = True
         if b'"usage"' not in ready and b'"error"' not in ready:
-            return
+            return ready
+        kept: list[bytes] = []
+        dropped = False
         for block in ready.replace(b"\r\n", b"\n").split(b"\n\n"):
-            if block.startswith(b"data: {") and (b'"usage"' in block or b'"error"' in block):
-                self._record(block[6:])
+            if (
+                block.startswith(b"data: {")
+                and (b'"usage"' in block or b'"error"' in block)
+                and self._record(block[6:])
+                and self.hide_usage
+            ):
+                dropped = True
+                continue
+            kept.append(block)
+        return b"\n\n".join(kept) if dropped else ready
 
-    def _record(self, data: bytes) -> None:
+    def _record(self, data: bytes) -> bool:
+        """Take usage or an error from one chunk; True for a usage-only chunk."""
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return
+            return False
         if not isinstance(chunk, dict):
-            return
+            return False
         error = chunk.get("error")
         if isinstance(error, dict):
             kind = error.get("type")
@@ -52,6 +73,8 @@ class OpenAIStreamObserver(WholeEventObserver):
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.observation.usage = usage_from_openai(usage)
+            return chunk.get("choices") == []
+        return False
 
 
 def usage_from_openai(usage: dict[str, object]) -> Usage:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from sluicegate.errors import BudgetExceeded
 from sluicegate.state.base import BudgetSpend, LimitBackend, Refusal
@@ -18,6 +19,7 @@ from sluicegate.state.periods import period_end, period_id, period_start
 from sluicegate.store.ledger import LedgerStore
 
 NANO_PER_USD = 10**9
+LedgerColumn = Literal["key_id", "partner_id"]
 log = logging.getLogger("sluicegate.budgets")
 
 
@@ -99,13 +101,13 @@ class BudgetSeeder:
         todo = [b for b in budgets if (b.scope, period_id(b.period, now)) not in self._seeded]
         if not todo:
             return
-        sums: dict[tuple[str, datetime | None], dict[str, float]] = {}
+        sums: dict[tuple[LedgerColumn, datetime | None], dict[str, float]] = {}
         for budget in todo:
             kind, _, ident = budget.scope.partition(":")
-            column = "key_id" if kind == "key" else "partner_id"
+            column: LedgerColumn = "key_id" if kind == "key" else "partner_id"
             since = period_start(budget.period, now)
             if (column, since) not in sums:
-                sums[(column, since)] = await self._ledger.spend_since(column, since)  # type: ignore[arg-type]
+                sums[(column, since)] = await self._ledger.spend_since(column, since)
             spent = sums[(column, since)].get(ident, 0.0)
             await self._backend.seed_spend(budget.scope, budget.period, round(spent * NANO_PER_USD))
             self._seeded.add((budget.scope, period_id(budget.period, now)))

@@ -115,8 +115,9 @@ class Governor:
                 holds = tuple(
                     BudgetHold(b.scope, b.period, b.limit_nano, worst) for b in principal.budgets
                 )
-        ticket = Ticket(lease, limits + shared, input_tokens + max_output, holds, price=price)
-        ticket.budgets = principal.budgets
+        ticket = Ticket(
+            lease, limits + shared, input_tokens + max_output, holds, principal.budgets, price
+        )
         if not ticket.limits and not holds:
             return ticket
         try:

@@ -67,14 +67,10 @@ def build_prices(settings: Settings) -> PriceBook:
     )
 
 
-def _rate_limit(scope: str, rpm: int | None, tpm: int | None, par: int | None) -> RateLimit:
-    return RateLimit(scope, rpm, tpm, par)
-
-
 def build_governor(settings: Settings, backend: LimitBackend) -> Governor:
     glob = settings.limits.global_
     capacities = {
-        entry.model_name: _rate_limit(
+        entry.model_name: RateLimit(
             DEPLOYMENT_PREFIX + entry.model_name,
             entry.limits.rpm,
             entry.limits.tpm,
@@ -87,7 +83,7 @@ def build_governor(settings: Settings, backend: LimitBackend) -> Governor:
         backend,
         build_prices(settings),
         global_limit=(
-            _rate_limit(GLOBAL_SCOPE, glob.rpm, glob.tpm, glob.max_parallel) if glob.any else None
+            RateLimit(GLOBAL_SCOPE, glob.rpm, glob.tpm, glob.max_parallel) if glob.any else None
         ),
         capacities=capacities,
         max_wait=settings.limits.queue.max_wait,
