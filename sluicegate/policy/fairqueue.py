@@ -40,6 +40,7 @@ class _Waiter:
     release: Release
     future: asyncio.Future[Admission]
     last: Admission
+    waiting: bool = True  # until admitted, refused or given up
 
 
 @dataclass(slots=True)
@@ -51,8 +52,19 @@ class _Queue:
     task: asyncio.Task[None] | None = None
     waiting: int = 0  # waiters still waiting (the heap may also hold ones that gave up)
 
-    def _done(self, _: object) -> None:
-        self.waiting -= 1
+    def retire(self, waiter: _Waiter) -> None:
+        """``waiter`` stops waiting (now, not on a later loop turn: newcomers decide by
+        this count whether they may try at once)."""
+        if waiter.waiting:
+            waiter.waiting = False
+            self.waiting -= 1
+
+    def latest_refusal(self) -> Admission | None:
+        """What a newcomer behind waiting requests "got": the latest refusal of one of them."""
+        for _, _, waiter in self.heap:
+            if waiter.waiting:
+                return waiter.last
+        return None
 
 
 class FairQueue:
@@ -80,23 +92,24 @@ class FairQueue:
         else after a fair wait; a refusal when the wait would pass ``max_wait``, the
         client's ``deadline`` (monotonic) or the queue is full."""
         queue = self._queues.get(name)
-        if queue is None or queue.waiting == 0:
+        # Behind waiting requests, don't even try: that could overtake them.
+        ahead = queue.latest_refusal() if queue is not None and queue.waiting else None
+        if ahead is not None:
+            admission = ahead
+        else:
             admission = await attempt()
             if admission.ok or not self._is_shared(admission):
                 return admission
-            queue = self._queues.setdefault(name, _Queue())
-        else:  # don't even try: that could overtake those already waiting
-            admission = _latest_refusal(queue)
         wait = self._max_wait
         if deadline is not None:
             wait = min(wait, deadline - time.monotonic())
+        queue = self._queues.setdefault(name, _Queue())
         if wait <= 0 or queue.waiting >= self._max_size:
             return admission
         tag = max(queue.virtual_time, queue.last_tag.get(partner, 0.0)) + 1.0 / weight
         queue.last_tag[partner] = tag
         waiter = _Waiter(attempt, release, asyncio.get_running_loop().create_future(), admission)
         queue.waiting += 1
-        waiter.future.add_done_callback(queue._done)
         heapq.heappush(queue.heap, (tag, next(self._seq), waiter))
         if queue.task is None or queue.task.done():
             queue.task = asyncio.create_task(self._dispatch(name, queue))
@@ -106,9 +119,11 @@ class FairQueue:
         except TimeoutError:
             if waiter.future.done() and not waiter.future.cancelled():
                 return waiter.future.result()  # admitted in the same instant: keep it
+            queue.retire(waiter)
             waiter.future.cancel()
             return waiter.last
         except BaseException:  # the client went away: the dispatcher frees what it got
+            queue.retire(waiter)
             waiter.future.cancel()
             raise
 
@@ -137,6 +152,7 @@ class FairQueue:
             admission = await head.attempt()
             if admission.ok or not self._is_shared(admission):
                 heapq.heappop(queue.heap)
+                queue.retire(head)
                 queue.virtual_time = tag
                 if head.future.done():  # gave up while we were acquiring for it
                     if admission.ok:
@@ -160,11 +176,3 @@ class FairQueue:
         hint = min(max(hint, MIN_RETRY), MAX_RETRY)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(queue.wake.wait(), hint)
-
-
-def _latest_refusal(queue: _Queue) -> Admission:
-    """What a newcomer behind waiting requests "got": the latest refusal of one of them."""
-    for _, _, waiter in queue.heap:
-        if not waiter.future.done():
-            return waiter.last
-    raise AssertionError("a live queue has a waiter")  # pragma: no cover
