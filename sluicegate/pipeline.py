@@ -181,7 +181,7 @@ class Pipeline:
                 record.status, record.error_type = 500, "api_error"
         finally:
             if ticket is not None:
-                record.cost_usd = await self._governor.settle_quietly(ticket, record.usage)
+                record.cost_usd = await self._governor.settle(ticket, record.usage)
         self._settle(record)
 
     def _upstream_call(
@@ -302,7 +302,7 @@ class Pipeline:
         if self._log.enabled:
             self._log.write(record.fields())
         if self._ledger is not None and record.key_id is not None and record.endpoint != "models":
-            self._ledger.add(record.ledger_row())
+            self._ledger.add(record.ledger_values())
 
 
 _PARSERS: dict[str, Callable[[bytes], ParsedRequest]] = {

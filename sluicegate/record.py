@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sluicegate.api.sse import Usage
-from sluicegate.store.ledger import LedgerRow
+from sluicegate.store.ledger import LedgerValues
 
 
 @dataclass(slots=True)
@@ -67,35 +67,47 @@ class RequestRecord:
             out["client_session_id"] = self.session_id
         return out
 
-    def ledger_row(self) -> LedgerRow:
+    def ledger_values(self) -> LedgerValues:
+        """The ledger row, in ``LEDGER_COLUMNS`` order (a test keeps the two in step).
+        Strings that come from clients or upstreams are cut to their columns here; the rest
+        the gateway made itself."""
         now = time.perf_counter()
-        usage = self.usage
-        return LedgerRow(
-            created_at=datetime.now(UTC),
-            request_id=self.request_id,
-            endpoint=self.endpoint,
-            stream=self.stream,
-            status=self.status,
-            latency_ms=round((now - self.started) * 1000, 2),
-            key_id=self.key_id,
-            key_name=self.key_name,
-            partner_id=self.partner_id,
-            partner_name=self.partner_name,
-            model=self.model,
-            deployment=self.deployment,
-            upstream_model=self.upstream_model,
-            error_type=self.error_type,
-            input_tokens=usage.input_tokens if usage else 0,
-            output_tokens=usage.output_tokens if usage else 0,
-            cache_read_tokens=usage.cache_read_input_tokens if usage else 0,
-            cache_write_tokens=usage.cache_creation_input_tokens if usage else 0,
-            cost_usd=self.cost_usd,
-            ttft_ms=(
+        usage = self.usage or _NO_USAGE
+        return (
+            datetime.now(UTC),
+            self.request_id,
+            self.key_id,
+            self.key_name,
+            self.partner_id,
+            self.partner_name,
+            self.model,
+            self.deployment,
+            self.upstream_model,
+            self.endpoint,
+            self.stream,
+            self.status,
+            self.error_type[:64] if self.error_type else None,
+            _count(usage.input_tokens),
+            _count(usage.output_tokens),
+            _count(usage.cache_read_input_tokens),
+            _count(usage.cache_creation_input_tokens),
+            self.cost_usd,
+            round((now - self.started) * 1000, 2),
+            (
                 round((self.first_token_at - self.started) * 1000, 2)
                 if self.first_token_at is not None
                 else None
             ),
-            upstream_request_id=self.upstream_request_id,
-            client_session_id=self.session_id,
-            client_agent_id=self.agent_id,
+            self.upstream_request_id[:200] if self.upstream_request_id else None,
+            self.session_id[:200] if self.session_id else None,
+            self.agent_id[:200] if self.agent_id else None,
         )
+
+
+_NO_USAGE = Usage()
+_INT32_MAX = 2**31 - 1
+
+
+def _count(tokens: int) -> int:
+    """A token count as reported upstream, within the column's range."""
+    return tokens if 0 <= tokens <= _INT32_MAX else min(max(tokens, 0), _INT32_MAX)

@@ -62,10 +62,11 @@ class SoftThresholdAlerts:
         self._fraction = fraction
         self._raised: set[tuple[str, str]] = set()
 
-    def check(self, spends: Iterable[BudgetSpend], labels: dict[str, str]) -> None:
+    def check(self, spends: Iterable[BudgetSpend], budgets: Iterable[Budget]) -> None:
         for spend in spends:
             if spend.spent_nano < self._fraction * spend.limit_nano:
                 continue
+            labels = {b.scope: b.label for b in budgets}
             marker = (spend.scope, period_id(spend.period, datetime.now(UTC)))
             if marker in self._raised:
                 continue

@@ -87,19 +87,23 @@ class FairQueue:
         attempt: Attempt,
         release: Release,
         deadline: float | None,
+        first: Admission | None = None,
     ) -> Admission:
         """Admission for one request to the capacity ``name``: at once when it is free,
         else after a fair wait; a refusal when the wait would pass ``max_wait``, the
-        client's ``deadline`` (monotonic) or the queue is full."""
+        client's ``deadline`` (monotonic) or the queue is full. ``first``: the refusal of
+        an attempt the caller already made."""
         queue = self._queues.get(name)
         # Behind waiting requests, don't even try: that could overtake them.
         ahead = queue.latest_refusal() if queue is not None and queue.waiting else None
-        if ahead is not None:
+        if first is not None:
+            admission = first
+        elif ahead is not None:
             admission = ahead
         else:
             admission = await attempt()
-            if admission.ok or not self._is_shared(admission):
-                return admission
+        if admission.ok or not self._is_shared(admission):
+            return admission
         wait = self._max_wait
         if deadline is not None:
             wait = min(wait, deadline - time.monotonic())

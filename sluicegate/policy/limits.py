@@ -88,6 +88,8 @@ class Governor:
         self.prices = prices
         self._global = global_limit
         self._capacities = capacities
+        # Per deployment, the shared scopes a request to it counts against.
+        self._shared: dict[str, tuple[RateLimit, ...]] = {}
         self.queue = FairQueue(max_wait, max_queue, _shared_refusal)
         self._alerts = SoftThresholdAlerts(soft_threshold)
         self._unpriced: set[str] = set()
@@ -103,25 +105,31 @@ class Governor:
         """Reserve what this request may use, or raise a GatewayError (429 or 503)."""
         deployment = route.deployment
         price = self._price(parsed.model, route.upstream_model)
-        limits = principal.limits
-        capacity = self._capacities.get(deployment.name)
-        shared = tuple(x for x in (capacity, self._global) if x is not None)
+        shared = self._shared.get(deployment.name)
+        if shared is None:
+            capacity = self._capacities.get(deployment.name)
+            shared = tuple(x for x in (capacity, self._global) if x is not None)
+            self._shared[deployment.name] = shared
+        limits = principal.limits + shared if shared else principal.limits
+        budgets = principal.budgets if price is not None else ()
+        if not limits and not budgets:  # nothing to enforce: no backend call at all
+            return Ticket(lease, price=price)
         input_tokens = estimate_input_tokens(parsed.raw, parsed.payload)
         max_output = parsed.max_tokens or deployment.default_max_tokens
         holds: tuple[BudgetHold, ...] = ()
-        if principal.budgets and price is not None:
+        if budgets and price is not None:
             worst = self.prices.worst_case_nano(price, input_tokens, max_output)
             if worst > 0:  # zero-priced models never meet a budget
-                holds = tuple(
-                    BudgetHold(b.scope, b.period, b.limit_nano, worst) for b in principal.budgets
-                )
-        ticket = Ticket(
-            lease, limits + shared, input_tokens + max_output, holds, principal.budgets, price
-        )
-        if not ticket.limits and not holds:
+                holds = tuple([BudgetHold(b.scope, b.period, b.limit_nano, worst) for b in budgets])
+        ticket = Ticket(lease, limits, input_tokens + max_output, holds, budgets, price)
+        if not limits and not holds:
             return ticket
         try:
-            if shared:
+            # Straight to the backend unless others wait for this capacity (then the fair
+            # queue decides, and a newcomer must not overtake them).
+            queued = bool(shared) and self.queue.depth(deployment.name) > 0
+            admission = None if queued else await self._acquire(ticket)
+            if admission is None or _shared_refusal(admission):
                 admission = await self.queue.admit(
                     deployment.name,
                     principal.fairness_group,
@@ -129,9 +137,8 @@ class Governor:
                     lambda: self._acquire(ticket),
                     lambda admission: self._undo(ticket, admission),
                     deadline,
+                    first=admission,
                 )
-            else:
-                admission = await self._acquire(ticket)
         except LimitStoreUnavailable:
             raise LimitsUnavailable(
                 "The gateway's rate-limit store is unavailable; try again shortly."
@@ -154,7 +161,10 @@ class Governor:
         self.queue.notify()
 
     async def settle(self, ticket: Ticket, usage: Usage | None) -> float:
-        """Charge what the request used; returns its cost in USD."""
+        """Charge what the request used; returns its cost in USD. Called at the end of
+        every admitted request, also while its task is being cancelled (shutdown): the
+        cancellation is absorbed so the ledger row still gets written (a lease whose
+        settle it interrupted expires by its TTL)."""
         cost_nano = 0
         if ticket.price is not None and usage is not None:
             cost_nano = self.prices.cost_nano(ticket.price, usage)
@@ -179,22 +189,12 @@ class Governor:
                 ticket.holds,
                 cost_nano,
             )
-        except LimitStoreUnavailable:
+        except (LimitStoreUnavailable, asyncio.CancelledError):
             spends = []  # the leases expire by themselves; the ledger keeps the cost
-        finally:
-            self.queue.notify()
+        self.queue.notify()
         if spends:
-            self._alerts.check(spends, {b.scope: b.label for b in ticket.budgets})
+            self._alerts.check(spends, ticket.budgets)
         return cost_nano / 1e9
-
-    async def settle_quietly(self, ticket: Ticket, usage: Usage | None) -> float:
-        """``settle`` for the end of a request, which must go on to write its ledger row
-        even if the request's task is being cancelled (server shutdown): the cancellation
-        is absorbed here; a lease whose settle it interrupted expires by its TTL."""
-        try:
-            return await self.settle(ticket, usage)
-        except asyncio.CancelledError:
-            return 0.0
 
     def _price(self, alias: str, upstream_model: str) -> Price | None:
         price = self.prices.price_for(alias, upstream_model)

@@ -19,26 +19,30 @@ HeaderList = list[tuple[bytes, bytes]]
 def ratelimit_headers(surface: str, windows: Sequence[WindowState]) -> HeaderList:
     if not windows:
         return []
+    requests: WindowState | None = None
+    tokens: WindowState | None = None
+    for window in windows:  # one or two from the memory backend, every scope from Redis
+        if window.requests_limit is not None and (
+            requests is None
+            or (window.requests_remaining or 0) < (requests.requests_remaining or 0)
+        ):
+            requests = window
+        if window.tokens_limit is not None and (
+            tokens is None or (window.tokens_remaining or 0) < (tokens.tokens_remaining or 0)
+        ):
+            tokens = window
     headers: HeaderList = []
-    requests = [w for w in windows if w.requests_limit is not None]
-    tokens = [w for w in windows if w.tokens_limit is not None]
-    if requests:
-        tightest = min(requests, key=lambda w: w.requests_remaining or 0)
+    if requests is not None:
         headers += _trio(
             surface,
             "requests",
-            tightest.requests_limit,
-            tightest.requests_remaining,
-            tightest.requests_reset,
+            requests.requests_limit,
+            requests.requests_remaining,
+            requests.requests_reset,
         )
-    if tokens:
-        tightest = min(tokens, key=lambda w: w.tokens_remaining or 0)
+    if tokens is not None:
         headers += _trio(
-            surface,
-            "tokens",
-            tightest.tokens_limit,
-            tightest.tokens_remaining,
-            tightest.tokens_reset,
+            surface, "tokens", tokens.tokens_limit, tokens.tokens_remaining, tokens.tokens_reset
         )
     return headers
 

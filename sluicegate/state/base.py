@@ -6,7 +6,7 @@ Semantics are in docs/governance.md ("Rate-limit semantics", "Budgets", "Redis f
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 RefusalKind = Literal["rpm", "tpm", "parallel", "budget"]
@@ -22,11 +22,11 @@ class RateLimit:
     rpm: int | None = None
     tpm: int | None = None
     max_parallel: int | None = None
+    # Whether requests and tokens are counted for this scope (derived; read per request).
+    windowed: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def windowed(self) -> bool:
-        """Whether requests and tokens are counted for this scope."""
-        return self.rpm is not None or self.tpm is not None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "windowed", self.rpm is not None or self.tpm is not None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ from sluicegate.state.base import (
     Refusal,
     WindowState,
     leaves_window_in,
-    window_state,
 )
 from sluicegate.state.periods import CurrentPeriods, seconds_until_end
 
@@ -77,10 +76,14 @@ class _Window:
         entry = self.buckets.get(bucket)
         if entry is None or bucket < now_bucket - WINDOW_BUCKETS + 1:
             return
-        for index, delta in ((REQUESTS, requests), (TOKENS, tokens)):
-            updated = max(0, entry[index] + delta)
-            self.sums[index] += updated - entry[index]
-            entry[index] = updated
+        if requests:
+            updated = max(0, entry[REQUESTS] + requests)
+            self.sums[REQUESTS] += updated - entry[REQUESTS]
+            entry[REQUESTS] = updated
+        if tokens:
+            updated = max(0, entry[TOKENS] + tokens)
+            self.sums[TOKENS] += updated - entry[TOKENS]
+            entry[TOKENS] = updated
 
     def oldest_with(self, index: int) -> int | None:
         for bucket in range(self.oldest, self.newest + 1):
@@ -101,13 +104,24 @@ class _Window:
         return None
 
     def state(self, limit: RateLimit, now: float) -> WindowState:
-        return window_state(
-            limit,
-            self.sums[REQUESTS],
-            self.sums[TOKENS],
-            self.oldest_with(REQUESTS) if limit.rpm is not None else None,
-            self.oldest_with(TOKENS) if limit.tpm is not None else None,
-            now,
+        requests, tokens = self.sums
+        rpm, tpm = limit.rpm, limit.tpm
+        front = self.buckets.get(self.oldest)  # after expire(): the oldest bucket held
+        requests_reset = tokens_reset = None
+        if rpm is not None:
+            oldest = self.oldest if front and front[REQUESTS] else self.oldest_with(REQUESTS)
+            requests_reset = leaves_window_in(oldest, now)
+        if tpm is not None:
+            oldest = self.oldest if front and front[TOKENS] else self.oldest_with(TOKENS)
+            tokens_reset = leaves_window_in(oldest, now)
+        return WindowState(
+            limit.scope,
+            rpm,
+            None if rpm is None else max(0, rpm - requests),
+            requests_reset,
+            tpm,
+            None if tpm is None else max(0, tpm - tokens),
+            tokens_reset,
         )
 
 
@@ -301,24 +315,29 @@ class MemoryBackend:
 
     def _window_states(self, limits: Sequence[RateLimit], now: float) -> tuple[WindowState, ...]:
         """The header state of the tightest scope for requests and for tokens (the headers
-        report only those): a full state, which scans for the oldest bucket, costs more
-        than picking by the running sums."""
-        by_requests: tuple[int, RateLimit] | None = None
-        by_tokens: tuple[int, RateLimit] | None = None
+        report only those): a full state costs more than picking by the running sums."""
+        by_requests: RateLimit | None = None
+        by_tokens: RateLimit | None = None
+        least_requests = least_tokens = 0
+        windows = self._windows
         for limit in limits:
-            if limit.rpm is None and limit.tpm is None:
+            if not limit.windowed:
                 continue
-            requests, tokens = self._windows[limit.scope].sums
+            requests, tokens = windows[limit.scope].sums
             if limit.rpm is not None and (
-                by_requests is None or limit.rpm - requests < by_requests[0]
+                by_requests is None or limit.rpm - requests < least_requests
             ):
-                by_requests = (limit.rpm - requests, limit)
-            if limit.tpm is not None and (by_tokens is None or limit.tpm - tokens < by_tokens[0]):
-                by_tokens = (limit.tpm - tokens, limit)
-        chosen = [pick[1] for pick in (by_requests, by_tokens) if pick is not None]
-        if len(chosen) == 2 and chosen[0] is chosen[1]:
-            chosen.pop()
-        return tuple(self._windows[limit.scope].state(limit, now) for limit in chosen)
+                by_requests, least_requests = limit, limit.rpm - requests
+            if limit.tpm is not None and (by_tokens is None or limit.tpm - tokens < least_tokens):
+                by_tokens, least_tokens = limit, limit.tpm - tokens
+        if by_requests is None:
+            if by_tokens is None:
+                return ()
+            return (windows[by_tokens.scope].state(by_tokens, now),)
+        first = windows[by_requests.scope].state(by_requests, now)
+        if by_tokens is None or by_tokens is by_requests:
+            return (first,)
+        return (first, windows[by_tokens.scope].state(by_tokens, now))
 
 
 def _window_refusal(limit: RateLimit, window: _Window, tokens: int, now: float) -> Refusal | None:

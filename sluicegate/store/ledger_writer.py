@@ -25,7 +25,7 @@ from collections import deque
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
-from sluicegate.store.ledger import LedgerRow, LedgerStore
+from sluicegate.store.ledger import LedgerItem, LedgerStore
 
 __all__ = ["LedgerWriter"]
 
@@ -62,7 +62,7 @@ class LedgerWriter:
         self._batch_size = batch_size
         self._max_buffer = max_buffer
         self._stop_timeout = stop_timeout
-        self._buffer: deque[LedgerRow] = deque()
+        self._buffer: deque[LedgerItem] = deque()
         self._in_flight = 0
         self._dropped = 0
         self._dropping = False
@@ -83,7 +83,7 @@ class LedgerWriter:
         """Rows added and not yet written (buffered or being written)."""
         return len(self._buffer) + self._in_flight
 
-    def add(self, row: LedgerRow) -> None:
+    def add(self, row: LedgerItem) -> None:
         self._buffer.append(row)
         if len(self._buffer) > self._max_buffer:
             self._drop_oldest()
@@ -168,7 +168,7 @@ class LedgerWriter:
                 self._recovered()
             return True
 
-    async def _write(self, batch: list[LedgerRow]) -> None:
+    async def _write(self, batch: list[LedgerItem]) -> None:
         try:
             await self.store.insert_many(batch)
         except Exception as exc:
@@ -176,7 +176,7 @@ class LedgerWriter:
                 raise
             await self._write_one_by_one(batch)
 
-    async def _write_one_by_one(self, batch: list[LedgerRow]) -> None:
+    async def _write_one_by_one(self, batch: list[LedgerItem]) -> None:
         for index, row in enumerate(batch):
             try:
                 await self.store.insert_many([row])
@@ -187,7 +187,7 @@ class LedgerWriter:
                 self._dropped += 1
                 log.error("ledger: the database refused a row (%s); dropped", type(exc).__name__)
 
-    def _restore(self, batch: list[LedgerRow]) -> None:
+    def _restore(self, batch: list[LedgerItem]) -> None:
         self._buffer.extendleft(reversed(batch))
         if len(self._buffer) > self._max_buffer:
             self._drop_oldest()

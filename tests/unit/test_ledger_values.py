@@ -1,0 +1,61 @@
+"""The per-request ledger row (a plain tuple, for speed) lines up with the ledger's columns,
+and reads back exactly like the same row given as a LedgerRow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sluicegate.api.sse import Usage
+from sluicegate.record import RequestRecord
+from sluicegate.store.db import create_engine
+from sluicegate.store.ledger import LEDGER_COLUMNS, LedgerRow, LedgerStore
+from sluicegate.store.migrate import upgrade
+
+
+def _record() -> RequestRecord:
+    record = RequestRecord("req_1", "messages")
+    record.key_id, record.key_name = "key_1", "app"
+    record.partner_id, record.partner_name = "ptn_1", "acme"
+    record.model, record.deployment, record.upstream_model = "m", "m", "m-up"
+    record.stream, record.status, record.error_type = True, 200, "x" * 100
+    record.usage = Usage(10, 20, 3, 4)
+    record.cost_usd = 0.25
+    record.upstream_request_id = "u" * 300
+    record.session_id, record.agent_id = "s" * 300, "agent"
+    return record
+
+
+def test_values_follow_the_column_order_and_fit_the_columns() -> None:
+    values = dict(zip(LEDGER_COLUMNS, _record().ledger_values(), strict=True))
+    assert values["request_id"] == "req_1" and values["partner_name"] == "acme"
+    assert (values["input_tokens"], values["output_tokens"]) == (10, 20)
+    assert (values["cache_read_tokens"], values["cache_write_tokens"]) == (3, 4)
+    assert values["cost_usd"] == 0.25 and values["stream"] is True
+    assert len(values["error_type"]) == 64 and len(values["client_session_id"]) == 200
+    assert len(values["upstream_request_id"]) == 200 and values["client_agent_id"] == "agent"
+    assert values["created_at"].tzinfo is not None
+
+
+def test_negative_or_huge_counts_from_an_upstream_are_clamped() -> None:
+    record = _record()
+    record.usage = Usage(-5, 2**40, 0, 0)
+    values = dict(zip(LEDGER_COLUMNS, record.ledger_values(), strict=True))
+    assert (values["input_tokens"], values["output_tokens"]) == (0, 2**31 - 1)
+
+
+async def test_tuple_and_dataclass_rows_read_back_alike(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/l.db"
+    await upgrade(url)
+    engine = create_engine(url)
+    try:
+        store = LedgerStore(engine)
+        values = _record().ledger_values()
+        as_row = LedgerRow(**dict(zip(LEDGER_COLUMNS, values, strict=True)))
+        as_row.request_id = "req_2"
+        await store.insert_many([values, as_row])
+        report = await store.report(group_by=["key"])
+        assert report[0]["requests"] == 2 and report[0]["input_tokens"] == 20
+        assert report[0]["cost_usd"] == 0.5
+        assert await store.request_ids() == {"req_1", "req_2"}
+    finally:
+        await engine.dispose()
