@@ -179,10 +179,10 @@ class Pipeline:
                 await self._refuse(send, record, InternalError(INTERNAL_ERROR_MESSAGE), surface)
             else:
                 record.status, record.error_type = 500, "api_error"
-        finally:
+        finally:  # also when the task is cancelled (shutdown): every request is ledgered
             if ticket is not None:
                 record.cost_usd = await self._governor.settle(ticket, record.usage)
-        self._settle(record)
+            self._settle(record)
 
     def _upstream_call(
         self,
