@@ -29,7 +29,7 @@ class RateLimit:
         object.__setattr__(self, "windowed", self.rpm is not None or self.tpm is not None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: plain (frozen ones cost 5x to build)
 class BudgetHold:
     scope: str  # "key:…" | "partner:…"
     period: str  # "daily" | "weekly" | "monthly" | "total"
@@ -37,7 +37,7 @@ class BudgetHold:
     amount_nano: int  # worst-case cost held by this request (> 0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: plain (frozen ones cost 5x to build)
 class WindowState:
     """Per RateLimit with rpm or tpm, for the response headers."""
 
@@ -50,7 +50,7 @@ class WindowState:
     tokens_reset: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: plain (frozen ones cost 5x to build)
 class Refusal:
     scope: str
     kind: RefusalKind
@@ -59,7 +59,7 @@ class Refusal:
     used: int  # what was counted (or spent + held) at the time
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: plain (frozen ones cost 5x to build)
 class Admission:
     ok: bool
     at: float  # backend time (unix seconds) of this acquire; settle() and release() need it
@@ -70,7 +70,7 @@ class Admission:
     budget_used: tuple[tuple[str, int], ...] = ()  # (scope, spent + held after this hold)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # made per request: plain (frozen ones cost 5x to build)
 class BudgetSpend:
     scope: str
     period: str
