@@ -8,10 +8,9 @@ up, so ledgers add up exactly.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from sluicegate.api.sse import Usage
@@ -22,6 +21,11 @@ MEMO_LIMIT = 4096
 
 # "-20250929" or "-2025-04-14" at the end of a model id.
 _DATE_SUFFIX = re.compile(r"-(?:\d{8}|\d{4}-\d{2}-\d{2})$")
+
+
+def _micro(rate: float) -> int:
+    """A rate in micro-USD per million tokens, i.e. pico-USD per token, as an integer."""
+    return round(rate * 1_000_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,16 @@ class Price:
     cache_write_1h: float
     long_prompt_threshold: int = 0
     long_prompt: Price | None = None
+    # Rates in pico-USD per token as integers (input, output, cache read, 5-minute write,
+    # 1-hour write, dearest input): derived once, read on every request.
+    micro: tuple[int, int, int, int, int, int] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        rates = (self.input, self.output, self.cache_read, self.cache_write, self.cache_write_1h)
+        inp, out, read, write, write_1h = (_micro(rate) for rate in rates)
+        object.__setattr__(
+            self, "micro", (inp, out, read, write, write_1h, max(inp, write, write_1h))
+        )
 
     @classmethod
     def of(
@@ -90,12 +104,6 @@ def _shipped_table() -> tuple[dict[str, Price], tuple[tuple[str, Price], ...]]:
 
 
 SHIPPED, SHIPPED_PATTERNS = _shipped_table()
-
-
-@functools.lru_cache(maxsize=4096)  # a handful of distinct rates, on every request
-def _micro(rate: float) -> int:
-    """A rate in micro-USD per million tokens, i.e. pico-USD per token, as an integer."""
-    return round(rate * 1_000_000)
 
 
 class PriceBook:
@@ -175,14 +183,8 @@ class PriceBook:
         """What ``usage`` cost at ``price``, in nano-USD rounded up. Rates are taken to
         1e-6 USD per million tokens and summed in integers, so no float error creeps in."""
         inp, out, read, write, write_1h = _counts(usage)
-        p = price.for_prompt(inp + read + write + write_1h)
-        pico = (
-            inp * _micro(p.input)
-            + out * _micro(p.output)
-            + read * _micro(p.cache_read)
-            + write * _micro(p.cache_write)
-            + write_1h * _micro(p.cache_write_1h)
-        )
+        rate = price.for_prompt(inp + read + write + write_1h).micro
+        pico = inp * rate[0] + out * rate[1] + read * rate[2] + write * rate[3] + write_1h * rate[4]
         return -(-pico // 1000)
 
     @staticmethod
@@ -190,15 +192,18 @@ class PriceBook:
         """The most a request can cost before it runs: every input token at the dearest
         input rate (plain or a cache write), every allowed output token at the output rate."""
         inp, out = max(input_tokens, 0), max(max_output_tokens, 0)
-        p = price.for_prompt(inp)
-        dearest = max(_micro(p.input), _micro(p.cache_write), _micro(p.cache_write_1h))
-        return -(-(inp * dearest + out * _micro(p.output)) // 1000)
+        rate = price.for_prompt(inp).micro
+        return -(-(inp * rate[5] + out * rate[1]) // 1000)
 
 
 def _counts(usage: Usage) -> tuple[int, int, int, int, int]:
     """Input, output, cache reads, 5-minute writes, 1-hour writes (never negative).
     Anthropic reports all writes in ``cache_creation_input_tokens`` and the 1-hour part
     separately."""
+    inp, out = usage.input_tokens, usage.output_tokens
+    if not usage.cache_creation_input_tokens and inp >= 0 and out >= 0:
+        # The common case: no cache writes, counts as reported.
+        return inp, out, max(usage.cache_read_input_tokens, 0), 0, 0
     writes = max(usage.cache_creation_input_tokens, 0)
     write_1h = min(max(usage.cache_creation_1h_input_tokens, 0), writes)
     return (

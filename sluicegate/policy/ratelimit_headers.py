@@ -47,22 +47,32 @@ def ratelimit_headers(surface: str, windows: Sequence[WindowState]) -> HeaderLis
     return headers
 
 
+def _names(pattern: str) -> tuple[bytes, bytes, bytes]:
+    limit, remaining, reset = (pattern.format(part).encode() for part in PARTS)
+    return limit, remaining, reset
+
+
+PARTS = ("limit", "remaining", "reset")
+_NAMES = {
+    (surface, what): _names(pattern.replace("WHAT", what))
+    for surface, pattern in (
+        ("anthropic", "anthropic-ratelimit-WHAT-{}"),
+        ("openai", "x-ratelimit-{}-WHAT"),
+    )
+    for what in ("requests", "tokens")
+}
+
+
 def _trio(
     surface: str, what: str, limit: int | None, remaining: int | None, reset: float | None
 ) -> HeaderList:
+    limit_name, remaining_name, reset_name = _NAMES[(surface, what)]
     reset = reset or 0.0
-    if surface == "anthropic":
-        prefix = b"anthropic-ratelimit-" + what.encode()
-        return [
-            (prefix + b"-limit", str(limit).encode()),
-            (prefix + b"-remaining", str(max(remaining or 0, 0)).encode()),
-            (prefix + b"-reset", rfc3339(time.time() + reset).encode()),
-        ]
-    suffix = what.encode()
+    reset_value = rfc3339(time.time() + reset) if surface == "anthropic" else duration(reset)
     return [
-        (b"x-ratelimit-limit-" + suffix, str(limit).encode()),
-        (b"x-ratelimit-remaining-" + suffix, str(max(remaining or 0, 0)).encode()),
-        (b"x-ratelimit-reset-" + suffix, duration(reset).encode()),
+        (limit_name, str(limit).encode()),
+        (remaining_name, str(max(remaining or 0, 0)).encode()),
+        (reset_name, reset_value.encode()),
     ]
 
 

@@ -170,7 +170,8 @@ class MemoryBackend:
         ids: tuple[str, ...] = ()
         budgets: list[_Budget] = []
         if holds:  # most requests hold no budget: keep the date work off their path
-            ids = tuple(self._periods.id(hold.period) for hold in holds)
+            period_of = self._periods.id
+            ids = tuple([period_of(hold.period) for hold in holds])
             if self._periods.day != self._pruned_day:
                 self._prune_periods()
             budgets = [self._budget(h.scope, h.period, i) for h, i in zip(holds, ids, strict=True)]
