@@ -166,19 +166,6 @@ class PriceBook:
         return None
 
     @staticmethod
-    def cost_usd(price: Price, usage: Usage) -> float:
-        """What ``usage`` cost at ``price``, in USD (for display; ledgers use nano-USD)."""
-        inp, out, read, write, write_1h = _counts(usage)
-        p = price.for_prompt(inp + read + write + write_1h)
-        return (
-            inp * p.input
-            + out * p.output
-            + read * p.cache_read
-            + write * p.cache_write
-            + write_1h * p.cache_write_1h
-        ) / 1_000_000
-
-    @staticmethod
     def cost_nano(price: Price, usage: Usage) -> int:
         """What ``usage`` cost at ``price``, in nano-USD rounded up. Rates are taken to
         1e-6 USD per million tokens and summed in integers, so no float error creeps in."""

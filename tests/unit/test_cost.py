@@ -63,7 +63,6 @@ def test_sonnet_with_cache_reads_and_both_write_lifetimes() -> None:
     )
     p = price("sonnet", "claude-sonnet-4-5-20250929")
     # 1000*3 + 500*15 + 20000*0.30 + 2000*3.75 + 1000*6 = 30000 micro-USD
-    assert BOOK.cost_usd(p, usage) == pytest.approx(0.030)
     assert BOOK.cost_nano(p, usage) == 30_000_000
 
 
@@ -72,7 +71,6 @@ def test_sonnet_5_5_cheap_cache_reads() -> None:
     p = price(None, "claude-sonnet-5-5")
     # 1234*2 + 567*10 + 10000*0.10 = 9138
     assert BOOK.cost_nano(p, usage) == 9_138_000
-    assert BOOK.cost_usd(p, usage) == pytest.approx(0.009138)
 
 
 def test_haiku() -> None:
@@ -88,7 +86,6 @@ def test_haiku_5_5_long_prompt_rates_apply_to_the_whole_request() -> None:
     long = anthropic_usage(input_tokens=60_000, cache_read_input_tokens=40_001, output_tokens=1000)
     # 100,001: 60000*0.50 + 40001*0.05 + 1000*2.50 = 34500.05
     assert BOOK.cost_nano(p, long) == 34_500_050
-    assert BOOK.cost_usd(p, long) == pytest.approx(0.03450005)
 
 
 def test_opus() -> None:
@@ -101,7 +98,6 @@ def test_opus() -> None:
     p = price(None, "claude-opus-4-1-20250805")
     # 100*15 + 200*75 + 1000*1.50 + 400*18.75 = 25500
     assert BOOK.cost_nano(p, usage) == 25_500_000
-    assert BOOK.cost_usd(p, usage) == pytest.approx(0.0255)
     current = anthropic_usage(input_tokens=10_000, output_tokens=2000)
     assert BOOK.cost_nano(price(None, "claude-opus-4-8"), current) == 100_000_000  # 50k + 50k
 
@@ -117,7 +113,6 @@ def test_openai_cached_tokens_from_usage_conversion() -> None:
     p = price("gpt-4.1", "gpt-4.1-2025-04-14")
     # 2000*2.00 + 3000*0.50 + 800*8.00 = 11900
     assert BOOK.cost_nano(p, usage) == 11_900_000
-    assert BOOK.cost_usd(p, usage) == pytest.approx(0.0119)
     o4 = usage_from_openai(
         {
             "prompt_tokens": 10_000,
@@ -221,7 +216,6 @@ def test_zero_priced_override() -> None:
     p = price("free-tier", "claude-opus-4-8", book)
     usage = anthropic_usage(input_tokens=10_000, output_tokens=500, cache_creation_input_tokens=99)
     assert book.cost_nano(p, usage) == 0
-    assert book.cost_usd(p, usage) == 0.0
     assert book.worst_case_nano(p, 100_000, 8192) == 0
 
 
@@ -263,3 +257,4 @@ def test_memo_is_bounded_and_consistent() -> None:
         assert len(book._memo) <= MEMO_LIMIT
     first = book.price_for(None, "claude-sonnet-4-6")
     assert book.price_for(None, "claude-sonnet-4-6") is first
+
