@@ -59,3 +59,20 @@ async def test_tuple_and_dataclass_rows_read_back_alike(tmp_path: Path) -> None:
         assert await store.request_ids() == {"req_1", "req_2"}
     finally:
         await engine.dispose()
+
+
+def test_sqlite_batches_use_a_few_fixed_statement_sizes() -> None:
+    """Every batch is cut into the same few statement sizes (kept in the driver's statement
+    cache) and the chunks cover the batch exactly, in order."""
+    from sluicegate.store.ledger import _SQLITE_CHUNK_SIZES, _sqlite_chunks
+
+    sizes_seen: set[int] = set()
+    for count in range(0, 1300):
+        chunks = _sqlite_chunks(count)
+        position = 0
+        for start, size in chunks:
+            assert start == position
+            position += size
+            sizes_seen.add(size)
+        assert position == count
+    assert sizes_seen == set(_SQLITE_CHUNK_SIZES)
