@@ -1,0 +1,1 @@
+"""Delivery: retries, fallbacks, circuit breakers and deployment choice."""
