@@ -28,6 +28,8 @@ from sluicegate.api.asgi import (
     send_bytes,
 )
 from sluicegate.api.health import liveliness, readiness
+from sluicegate.delivery.attempts import Deliverer
+from sluicegate.delivery.setup import build_deliverer, close_deliverer, start_deliverer
 from sluicegate.errors import (
     GatewayError,
     MethodNotAllowed,
@@ -36,6 +38,7 @@ from sluicegate.errors import (
     render_openai,
 )
 from sluicegate.fake_upstream import FakeUpstream
+from sluicegate.lifecycle import draining, watch_stop_signals
 from sluicegate.observe.logging import RequestLog, configure_logging, logs_requests
 from sluicegate.pipeline import Pipeline
 from sluicegate.policy.auth import KeyCache
@@ -66,6 +69,7 @@ class Components:
     fake: FakeUpstream | None
     request_log: RequestLog
     governance: Governance
+    deliverer: Deliverer | None = None
 
     async def close(self) -> None:
         # uvicorn calls this once in-flight requests finished (or shutdown_grace passed):
@@ -73,6 +77,8 @@ class Components:
         self.request_log.flush()
         await self.keys.stop()
         await self.governance.close()
+        if self.deliverer is not None:
+            await close_deliverer(self.deliverer)
         await self.session.close()
         if self.fake is not None:
             await self.fake.stop()
@@ -128,6 +134,7 @@ class Gateway:
 
     async def start(self) -> None:
         settings = self.settings
+        watch_stop_signals()  # readiness turns false the moment SIGTERM arrives
         configure_logging(settings.server.log_level)
         await ensure_schema(settings.database_url, auto_migrate=settings.migrate_on_start)
         engine = create_engine(settings.database_url)
@@ -164,6 +171,9 @@ class Gateway:
             "anthropic": AnthropicProvider(session, settings.anthropic_version),
             "openai": OpenAIProvider(session),
         }
+        deliverer = build_deliverer(settings, router)
+        await start_deliverer(deliverer)
+        self._components.deliverer = deliverer
         pipeline = Pipeline(
             keys,
             router,
@@ -172,6 +182,7 @@ class Gateway:
             request_log,
             governance.governor,
             governance.ledger if settings.ledger.enabled else None,
+            deliverer,
         )
         admin = AdminApi(
             settings.admin_token, store, partners, LedgerStore(engine), keys, pepper
@@ -205,6 +216,10 @@ class Gateway:
         components = self._components
         if components is None or self._started_at is None:
             return False, {"gateway": "starting"}
+        if draining():
+            # Stop signal received: take this instance out of rotation at once, while
+            # in-flight requests finish (liveness stays 200: nothing to restart).
+            return False, {"gateway": "ok", "server": "draining"}
         database_ok = components.keys.store_reachable
         checks = {"gateway": "ok", "database": "ok" if database_ok else "unreachable"}
         ready = database_ok

@@ -92,6 +92,8 @@ def serve(
         server_header=False,
         # Forwarded headers are never trusted implicitly (a trusted-proxy setting is planned).
         proxy_headers=False,
+        # The drain deadline: in-flight requests get this long after SIGTERM, then the rest
+        # are cancelled (a cancelled stream still ends with an error event).
         timeout_graceful_shutdown=round(settings.server.shutdown_grace),
     )
 

@@ -19,6 +19,7 @@ class GatewayError(Exception):
     error_type: str = "api_error"  # Anthropic's error type
     openai_type: str = "server_error"  # OpenAI's error type for the same failure
     openai_code: str | None = None
+    openai_status: int | None = None  # the status on OpenAI routes, when not ``status``
     # None: let the client decide from the status. False: tell SDKs retrying cannot help.
     should_retry: bool | None = None
     # Rate-limit windows (sluicegate.state.base.WindowState) to report in headers, if any.
@@ -111,6 +112,15 @@ class LimitsUnavailable(GatewayError):
     openai_code = "limits_unavailable"
 
 
+class Overloaded(GatewayError):
+    """Every route that could serve the request is unavailable (circuit breakers open)."""
+
+    status = 529  # Anthropic's overloaded status; OpenAI clients know 503 for the same
+    openai_status = 503
+    error_type = "overloaded_error"
+    openai_code = "overloaded"
+
+
 class UpstreamUnavailable(GatewayError):
     """The upstream could not be reached or failed before sending a response."""
 
@@ -156,7 +166,7 @@ def render_openai(error: GatewayError) -> tuple[int, bytes, list[tuple[bytes, by
     body = openai_error_body(
         error.message, error.openai_type, param=error.param, code=error.openai_code
     )
-    return error.status, body, _retry_headers(error)
+    return error.openai_status or error.status, body, _retry_headers(error)
 
 
 def sse_error_event(error_type: str, message: str) -> bytes:

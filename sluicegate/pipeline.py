@@ -18,7 +18,8 @@ status: later failures are reported inside the stream.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -45,9 +46,11 @@ from sluicegate.api.sse_openai import (
     usage_from_openai,
 )
 from sluicegate.api.translated import Translation, translation_for
+from sluicegate.delivery.attempts import Deliverer
 from sluicegate.errors import (
     GatewayError,
     InternalError,
+    InvalidRequest,
     NotFound,
     PermissionDenied,
     render_anthropic,
@@ -56,10 +59,11 @@ from sluicegate.errors import (
 )
 from sluicegate.observe.logging import RequestLog
 from sluicegate.policy.auth import KeyCache, Principal, credentials_from_headers
+from sluicegate.policy.estimate import estimate_input_tokens
 from sluicegate.policy.limits import Governor, Ticket, deadline_from
 from sluicegate.policy.ratelimit_headers import ratelimit_headers
 from sluicegate.policy.stream_usage import charged_stream_usage
-from sluicegate.providers.base import Provider, UpstreamCall
+from sluicegate.providers.base import Provider, UpstreamCall, UpstreamResponse
 from sluicegate.record import RequestRecord
 from sluicegate.routing.router import Deployment, Route, Router
 from sluicegate.store.ledger_writer import LedgerWriter
@@ -97,6 +101,7 @@ class Pipeline:
         log: RequestLog,
         governor: Governor,
         ledger: LedgerWriter | None,
+        deliverer: Deliverer,
     ) -> None:
         self._keys = keys
         self._router = router
@@ -105,6 +110,8 @@ class Pipeline:
         self._log = log
         self._governor = governor
         self._ledger = ledger
+        self._deliverer = deliverer
+        self._request_timeout = deliverer.request_timeout
 
     # -- endpoints ---------------------------------------------------------------------
 
@@ -153,19 +160,23 @@ class Pipeline:
             body = await read_body(receive, request, self._max_body)
             parsed = _PARSERS[endpoint](body)
             record.model, record.stream = parsed.model, parsed.stream
-            route = self._route(principal, parsed.model, record)
+            plan = self._plan(principal, parsed, record)
+            client_deadline = deadline_from(request.header("x-stainless-timeout"))
             if endpoint != "count_tokens":  # token counting is not inference (CLIENTS.md)
-                deadline = deadline_from(request.header("x-stainless-timeout"))
                 ticket = await self._governor.admit(
-                    principal, route, parsed, record.request_id, deadline
+                    principal, plan[0], parsed, record.request_id, client_deadline
                 )
-            translation = translation_for(surface.name, route.deployment.provider, endpoint)
-            call = self._upstream_call(route, parsed, request, endpoint, translation)
             headers: HeaderList = [(b"request-id", record.request_id.encode())]
             if ticket is not None:
                 headers += ratelimit_headers(surface.name, ticket.windows)
+            deadline = time.monotonic() + self._request_timeout
+            if client_deadline is not None:
+                deadline = min(deadline, client_deadline)
             await cancel_on_disconnect(
-                receive, self._exchange(send, record, call, parsed, surface, translation, headers)
+                receive,
+                self._exchange(
+                    send, record, plan, parsed, request, surface, endpoint, headers, deadline
+                ),
             )
         except GatewayError as error:
             await self._refuse(send, record, error, surface)
@@ -181,6 +192,8 @@ class Pipeline:
                 record.status, record.error_type = 500, "api_error"
         finally:  # also when the task is cancelled (shutdown): every request is ledgered
             if ticket is not None:
+                if record.served_by is not None:  # a fallback's price may differ
+                    self._governor.reprice(ticket, record.served_by, record.upstream_model)
                 record.cost_usd = await self._governor.settle(ticket, record.usage)
             self._settle(record)
 
@@ -222,19 +235,39 @@ class Pipeline:
         self,
         send: Send,
         record: RequestRecord,
-        call: UpstreamCall,
+        plan: list[Route],
         parsed: ParsedRequest,
+        request: Request,
         surface: Surface,
-        translation: Translation | None,
+        endpoint: str,
         headers: HeaderList,
+        deadline: float,
     ) -> None:
-        """Call the upstream and deliver its answer to the client.
+        """Get an answer from the plan's routes and deliver it to the client.
 
         Raises GatewayError only before the first byte went to the client; after that,
         failures are reported inside the stream.
         """
-        provider = self._providers[call.deployment.provider]
-        upstream = await provider.send(call)
+
+        def prepare(route: Route) -> tuple[UpstreamCall, Translation | None]:
+            translation = translation_for(surface.name, route.deployment.provider, endpoint)
+            return self._upstream_call(route, parsed, request, endpoint, translation), translation
+
+        opened = await self._deliverer.open(plan, prepare, self._send, deadline, parsed.stream)
+        call, translation, upstream = opened.call, opened.translation, opened.upstream
+        deployment = opened.route.deployment
+        record.deployment, record.upstream_model = deployment.name, opened.route.upstream_model
+        record.attempts = opened.attempts
+        if opened.route is not plan[0]:  # priced as admitted unless another route served
+            fallback = deployment.alias != plan[0].deployment.alias
+            # The name its price is found by: the client's model on the requested alias,
+            # the fallback alias's name on a fallback.
+            record.served_by = deployment.alias if fallback else parsed.model
+        headers = [
+            *headers,
+            (b"x-sluicegate-deployment", deployment.name.encode()),
+            (b"x-sluicegate-attempts", str(opened.attempts).encode()),
+        ]
         record.status = upstream.status
         record.upstream_request_id = upstream.request_id
         try:
@@ -273,7 +306,14 @@ class Pipeline:
         record.partner_id, record.partner_name = principal.partner_id, principal.partner_name
         return principal
 
-    def _route(self, principal: Principal, model: str, record: RequestRecord) -> Route:
+    def _send(self, call: UpstreamCall) -> Awaitable[UpstreamResponse]:
+        return self._providers[call.deployment.provider].send(call)
+
+    def _plan(
+        self, principal: Principal, parsed: ParsedRequest, record: RequestRecord
+    ) -> list[Route]:
+        """The routes to try for this request, best first (see delivery.attempts)."""
+        model = parsed.model
         routes = self._router.resolve(model)
         if not routes:
             raise NotFound(f"model: {model} is not served by this gateway", param="model")
@@ -281,10 +321,19 @@ class Pipeline:
             raise PermissionDenied(
                 f"This API key is not allowed to use the model {model}.", param="model"
             )
-        route = routes[0]
-        record.deployment = route.deployment.name
-        record.upstream_model = route.upstream_model
-        return route
+        plan = self._deliverer.plan(model, routes, lambda: estimate_input_tokens(
+            parsed.raw, parsed.payload
+        ))
+        if not plan:
+            raise InvalidRequest(
+                f"The request is larger than the context window of every deployment that "
+                f"serves {model}.",
+                param="messages",
+            )
+        first = plan[0]
+        record.deployment = first.deployment.name
+        record.upstream_model = first.upstream_model
+        return plan
 
     # -- answers and settlement --------------------------------------------------------
 

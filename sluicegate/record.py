@@ -35,6 +35,8 @@ class RequestRecord:
     agent_id: str | None = None
     cost_usd: float = 0.0
     committed: bool = False  # has the response (status line) been handed to the relay?
+    served_by: str | None = None  # the alias (model_name) of the deployment that answered
+    attempts: int = 0  # upstream calls made for this request
 
     def fields(self) -> dict[str, Any]:
         now = time.perf_counter()
@@ -51,6 +53,8 @@ class RequestRecord:
             "upstream_request_id": self.upstream_request_id,
             "latency_ms": round((now - self.started) * 1000, 2),
         }
+        if self.attempts > 1:
+            out["attempts"] = self.attempts
         if self.first_token_at is not None:
             out["ttft_ms"] = round((self.first_token_at - self.started) * 1000, 2)
         if self.usage is not None:

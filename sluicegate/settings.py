@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from sluicegate.settings_delivery import RoutingSettings
 from sluicegate.settings_policy import (
     BudgetSettings,
     LedgerSettings,
@@ -187,7 +188,10 @@ class ServerSettings(_Strict):
         2.0, gt=0, le=60, description="how often key changes by other processes are picked up"
     )
     shutdown_grace: float = Field(
-        60.0, ge=0, description="seconds in-flight requests may finish after SIGTERM"
+        60.0,
+        ge=0,
+        description="drain deadline: seconds in-flight requests and streams may finish after "
+        "SIGTERM; then they are cancelled (streams end with an error event)",
     )
     upstream_connections: int = Field(1000, ge=1, description="pooled upstream connections")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -225,6 +229,29 @@ class ModelEntry(_Strict):
         default_factory=RateLimits,
         description="this deployment's capacity, shared by all partners (fair queue)",
     )
+    deployment_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="this deployment's name in logs, headers and limits; default: the "
+        "model_name, or model_name#N when several entries serve one model_name",
+    )
+    weight: float = Field(
+        1.0, ge=0, description="share of the alias's traffic (0: only when the others fail)"
+    )
+    context_window: int | None = Field(
+        None,
+        ge=1,
+        description="input tokens the upstream model accepts; a larger request goes straight "
+        "to the alias's context_window_fallbacks",
+    )
+
+    @field_validator("deployment_id")
+    @classmethod
+    def _id_chars(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9._:@/#\-]+", value):
+            raise ValueError("may contain letters, digits and . _ : @ / # -")
+        return value
 
     @field_validator("model_name")
     @classmethod
@@ -268,6 +295,25 @@ class ModelEntry(_Strict):
         return self.api_base == BUILTIN_FAKE
 
 
+def deployment_ids(entries: Sequence[ModelEntry]) -> list[str]:
+    """Each entry's deployment name, in order: its ``deployment_id``, else its model_name
+    when it alone serves that name, else ``model_name#N`` (N counts that name's entries)."""
+    count: dict[str, int] = {}
+    for entry in entries:
+        count[entry.model_name] = count.get(entry.model_name, 0) + 1
+    seen: dict[str, int] = {}
+    ids = []
+    for entry in entries:
+        seen[entry.model_name] = seen.get(entry.model_name, 0) + 1
+        if entry.deployment_id is not None:
+            ids.append(entry.deployment_id)
+        elif count[entry.model_name] == 1:
+            ids.append(entry.model_name)
+        else:
+            ids.append(f"{entry.model_name}#{seen[entry.model_name]}")
+    return ids
+
+
 class Settings(_Strict):
     database_url: Annotated[str, BeforeValidator(_env_or_literal)] = (
         "sqlite:///./data/sluicegate.db"
@@ -298,6 +344,7 @@ class Settings(_Strict):
     prices: dict[str, PriceSetting] = Field(
         default_factory=dict, description="per model name or pattern; overrides the shipped table"
     )
+    routing: RoutingSettings = RoutingSettings()
 
     @field_validator("database_url")
     @classmethod
@@ -308,17 +355,33 @@ class Settings(_Strict):
 
     @model_validator(mode="after")
     def _checks(self) -> Settings:
-        seen: set[str] = set()
-        for index, entry in enumerate(self.model_list):
-            if entry.model_name in seen:
+        ids: set[str] = set()
+        for index, name in enumerate(self.deployment_ids()):
+            if name in ids:
                 raise ValueError(
-                    f"model_list[{index}].model_name: {entry.model_name!r} is listed twice "
-                    "(several deployments per alias come in a later release)"
+                    f"model_list[{index}].deployment_id: {name!r} names two deployments"
                 )
-            seen.add(entry.model_name)
+            ids.add(name)
+        aliases = {entry.model_name for entry in self.model_list}
+        routing = self.routing
+        for table, mapping in (
+            ("fallbacks", routing.fallbacks),
+            ("context_window_fallbacks", routing.context_window_fallbacks),
+        ):
+            for alias, targets in mapping.items():
+                unknown = [t for t in [alias, *targets] if t not in aliases]
+                if unknown:
+                    raise ValueError(
+                        f"routing.{table}.{alias}: {unknown[0]!r} is not a model_name "
+                        "in model_list"
+                    )
         if self.limits.backend == "redis" and self.redis_url is None:
             raise ValueError("limits.backend: redis needs redis_url")
         return self
+
+    def deployment_ids(self) -> list[str]:
+        """Each model_list entry's deployment name, in order."""
+        return deployment_ids(self.model_list)
 
     def redacted(self) -> dict[str, Any]:
         """The resolved configuration as plain data, secrets replaced by their source."""

@@ -135,6 +135,12 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> No
     raise RuntimeError(f"gateway not ready in time:\n{log_path.read_text()}")
 
 
+RELAY_ONLY_ROUTING: dict[str, object] = {
+    "retries": {"max_attempts": 1},
+    "breaker": {"enabled": False},
+}
+
+
 def start_gateway(
     workdir: Path,
     upstream: FakeUpstream,
@@ -148,6 +154,11 @@ def start_gateway(
         "admin_token": "os.environ/TEST_ADMIN_TOKEN",
         "server": {"key_sync_interval": 0.5, "max_body_size": "1MiB", "log_level": "info"},
         "model_list": model_list or default_model_list(upstream.url),
+        # Most suites check what is relayed for one scripted upstream answer: one attempt
+        # and no breakers, so a scripted failure reaches the client as it is and failures
+        # of one test never open a breaker for the next. The delivery suites
+        # (test_delivery_*.py) run the defaults: retries, fallbacks and breakers on.
+        "routing": RELAY_ONLY_ROUTING,
         **(extra_config or {}),
     }
     config_path = workdir / "sluicegate.yaml"

@@ -1,13 +1,15 @@
 """Sending an upstream's answer to the client: JSON, relayed errors, and SSE streams.
 
 Streams are relayed as they arrive. Once the first byte went out the status is committed,
-so any later failure (transport error, idle timeout, a stream that simply stops) becomes
-an SSE ``error`` event in Anthropic's shape, and the stream ends: never a silent cut.
+so any later failure (transport error, idle timeout, a stream that simply stops, the drain
+deadline at shutdown) becomes an SSE ``error`` event in the stream's format, and the stream
+ends: never a silent cut.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
@@ -23,12 +25,16 @@ from sluicegate.api.asgi import (
 )
 from sluicegate.api.sse import SSEObserver, StreamObservation
 from sluicegate.errors import GatewayError, sse_error_event
+from sluicegate.lifecycle import draining
 from sluicegate.providers.base import RELAYED_ERROR_HEADERS, UpstreamResponse
 
 T = TypeVar("T")
 
 INCOMPLETE_STREAM = "The upstream stream ended before the message was complete."
 INTERNAL_STREAM_ERROR = "The gateway failed while relaying this stream; see its log."
+SHUTTING_DOWN = "The gateway is shutting down; retry the request."
+# Anthropic's "busy, try again" type (529 family): the client may retry on another instance.
+SHUTDOWN_ERROR_TYPE = "overloaded_error"
 
 log = logging.getLogger("sluicegate.relay")
 
@@ -134,6 +140,15 @@ async def relay_stream(
         observation.error_type = "api_error"
         await send(last_body(error_event("api_error", INTERNAL_STREAM_ERROR)))
         return observation
+    except asyncio.CancelledError:
+        upstream.close()
+        if draining():  # cut at the drain deadline (see end_cancelled_stream)
+            tail = b""
+            if not observation.saw_message_stop:
+                observation.error_type = SHUTDOWN_ERROR_TYPE
+                tail = error_event(SHUTDOWN_ERROR_TYPE, SHUTTING_DOWN)
+            await end_cancelled_stream(send, tail)
+        raise
     await send(last_body(_end_of_stream(observation, error_event)))
     return observation
 
@@ -148,3 +163,15 @@ def _end_of_stream(observation: StreamObservation, error_event: ErrorEvent) -> b
 
 def last_body(body: bytes) -> Message:
     return {"type": "http.response.body", "body": body, "more_body": False}
+
+
+async def end_cancelled_stream(send: Send, tail: bytes) -> None:
+    """End a stream whose task is being cancelled with ``tail`` (an error event, or nothing
+    when the message was complete) rather than a silent cut; the caller then re-raises.
+
+    Only for a cancellation while the process drains: the server cancels the streams still
+    running at the drain deadline (``server.shutdown_grace``). Otherwise a cancelled task
+    is a client that disconnected, and there is nobody to tell.
+    """
+    with contextlib.suppress(Exception):  # the client may be gone or the response complete
+        await send(last_body(tail))

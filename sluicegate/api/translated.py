@@ -9,6 +9,7 @@ inside the translated stream, and the stream always ends the way its format requ
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -17,10 +18,16 @@ import orjson
 from sluicegate.api.anthropic import ParsedRequest
 from sluicegate.api.asgi import SSE_HEADERS, HeaderList, Send, send_bytes
 from sluicegate.api.openai import include_usage
-from sluicegate.api.relay import last_body
+from sluicegate.api.relay import (
+    SHUTDOWN_ERROR_TYPE,
+    SHUTTING_DOWN,
+    end_cancelled_stream,
+    last_body,
+)
 from sluicegate.api.sse import SSEDecoder, Usage
 from sluicegate.api.sse_openai import usage_from_openai
 from sluicegate.errors import GatewayError, InvalidRequest, UpstreamUnavailable
+from sluicegate.lifecycle import draining
 from sluicegate.providers.base import UpstreamResponse
 from sluicegate.record import RequestRecord
 from sluicegate.routing.router import Route
@@ -166,6 +173,14 @@ class _TranslatedExchange(Generic[M]):
             upstream.close()
             record.error_type = error.error_type
             tail = machine.fail(error.error_type, error.message)
+        except asyncio.CancelledError:
+            upstream.close()
+            if draining():  # cut at the drain deadline: say so in the client's format
+                tail = machine.fail(SHUTDOWN_ERROR_TYPE, SHUTTING_DOWN)
+                if tail:  # empty when the message had already ended
+                    record.error_type = SHUTDOWN_ERROR_TYPE
+                await end_cancelled_stream(send, b"".join(tail))
+            raise
         await send(last_body(b"".join(tail)))
 
 

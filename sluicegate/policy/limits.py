@@ -196,6 +196,12 @@ class Governor:
             self._alerts.check(spends, ticket.budgets)
         return cost_nano / 1e9
 
+    def reprice(self, ticket: Ticket, alias: str, upstream_model: str | None) -> None:
+        """The request was served by another deployment than the one it was admitted for
+        (a fallback): charge that one's price. Its hold stays the one admitted."""
+        if upstream_model is not None:
+            ticket.price = self._price(alias, upstream_model)
+
     def _price(self, alias: str, upstream_model: str) -> Price | None:
         price = self.prices.price_for(alias, upstream_model)
         if price is None and upstream_model not in self._unpriced and len(self._unpriced) < 1000:

@@ -70,13 +70,13 @@ def build_prices(settings: Settings) -> PriceBook:
 def build_governor(settings: Settings, backend: LimitBackend) -> Governor:
     glob = settings.limits.global_
     capacities = {
-        entry.model_name: RateLimit(
-            DEPLOYMENT_PREFIX + entry.model_name,
+        name: RateLimit(
+            DEPLOYMENT_PREFIX + name,
             entry.limits.rpm,
             entry.limits.tpm,
             entry.limits.max_parallel,
         )
-        for entry in settings.model_list
+        for entry, name in zip(settings.model_list, settings.deployment_ids(), strict=True)
         if entry.limits.any
     }
     return Governor(

@@ -36,11 +36,13 @@ class UpstreamCall:
 class UpstreamResponse:
     """An upstream response whose headers have arrived; the body is read or iterated once."""
 
-    __slots__ = ("_deadline", "_response", "headers", "status")
+    __slots__ = ("_body", "_deadline", "_prefetched", "_response", "headers", "status")
 
     def __init__(self, response: aiohttp.ClientResponse, deadline: float) -> None:
         self._response = response
         self._deadline = deadline  # time.monotonic() by which the exchange must end
+        self._body: bytes | None = None
+        self._prefetched = b""  # stream bytes read before the relay began (first event)
         self.status = response.status
         self.headers = response.headers
 
@@ -49,17 +51,43 @@ class UpstreamResponse:
         return self.headers.get("request-id") or self.headers.get("x-request-id")
 
     async def read(self) -> bytes:
+        """The whole body (kept: a retry decision reads it before the relay does)."""
+        if self._body is not None:
+            return self._body
         try:
-            return await self._response.read()
+            self._body = await self._response.read()
+            return self._body
         except BaseException as exc:
             raise map_transport_error(exc) from exc
         finally:
             self._response.release()
 
+    async def first_event(self, limit: int = 1 << 20) -> bytes:
+        """Read a stream until its first complete SSE event (or its end) arrived, and keep
+        it for :meth:`iter_chunks`: delivery decides on the first event whether to commit
+        to this upstream. Transport failures surface as typed gateway errors."""
+        buffer = b""
+        try:
+            while b"\n\n" not in buffer and b"\r\n\r\n" not in buffer and len(buffer) < limit:
+                if time.monotonic() > self._deadline:
+                    raise UpstreamTimeout("The upstream exceeded the total time allowed.")
+                chunk = await self._response.content.readany()
+                if not chunk:
+                    break
+                buffer += chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise map_transport_error(exc) from exc
+        self._prefetched = buffer
+        return buffer
+
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Chunks as they arrive. Transport failures and the ``total`` deadline (checked
         between chunks; a silent upstream is cut by the idle timeout first) surface as
         typed gateway errors."""
+        if self._prefetched:
+            # One chunk, so that at_eof() after it is true only when nothing else follows.
+            prefetched, self._prefetched = self._prefetched, b""
+            yield prefetched
         try:
             async for chunk in self._response.content.iter_any():
                 if time.monotonic() > self._deadline:

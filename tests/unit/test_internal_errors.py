@@ -14,6 +14,7 @@ import pytest
 
 from sluicegate.api.asgi import Request
 from sluicegate.api.relay import relay_stream
+from sluicegate.delivery.setup import build_deliverer
 from sluicegate.observe.logging import RequestLog
 from sluicegate.pipeline import Pipeline
 from sluicegate.policy.auth import KeyCache
@@ -54,14 +55,16 @@ async def test_bug_before_any_byte_is_an_anthropic_500(
                 ]
             }
         )
+        router = Router(settings.model_list, Timeouts())
         pipeline = Pipeline(
             keys,
-            Router(settings.model_list, Timeouts()),
+            router,
             {"anthropic": BrokenProvider()},
             1 << 20,
             RequestLog(False),
             build_governor(settings, MemoryBackend()),
             None,
+            build_deliverer(settings, router),
         )
         scope = {
             "type": "http",

@@ -81,7 +81,14 @@ def test_body_size_default_is_32_mib() -> None:
         {"model_list": [{**MINIMAL_MODEL, "provider": "cohere"}]},
         {"model_list": [{**MINIMAL_MODEL, "api_base": "ftp://host"}]},
         {"model_list": [{**MINIMAL_MODEL, "api_base": "https://h/x?y=1"}]},
-        {"model_list": [MINIMAL_MODEL, MINIMAL_MODEL]},
+        {"model_list": [{**MINIMAL_MODEL, "deployment_id": "a"}] * 2},
+        {"model_list": [MINIMAL_MODEL], "routing": {"fallbacks": {"claude-sonnet-4-6": ["x"]}}},
+        {
+            "model_list": [MINIMAL_MODEL],
+            "routing": {"fallbacks": {"claude-sonnet-4-6": ["claude-sonnet-4-6"]}},
+        },
+        {"model_list": [MINIMAL_MODEL], "routing": {"strategy": "random"}},
+        {"model_list": [{**MINIMAL_MODEL, "weight": -1}]},
         {"timeouts": {"connect": -1}},
     ],
 )
@@ -161,11 +168,42 @@ def test_lenient_mode_tolerates_unset_provider_keys_only(monkeypatch: pytest.Mon
 
 
 def test_the_annotated_example_config_loads(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("SLUICEGATE_ADMIN_TOKEN", "ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
+    for name in (
+        "SLUICEGATE_ADMIN_TOKEN",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_API_KEY_B",
+        "OPENAI_API_KEY",
+    ):
         monkeypatch.setenv(name, f"{name.lower()}-value")
     example = Path(__file__).resolve().parents[2] / "examples" / "sluicegate.yaml"
     settings = load_settings(example)
     names = [m.model_name for m in settings.model_list]
-    assert names == ["claude-sonnet-4-6", "fast", "claude-*", "gpt-4o-mini", "llama-local", "demo"]
-    local = settings.model_list[4]
+    assert names == [
+        "claude-sonnet-4-6",
+        "sonnet",
+        "sonnet",
+        "fast",
+        "claude-*",
+        "gpt-4o-mini",
+        "llama-local",
+        "demo",
+    ]
+    assert settings.deployment_ids()[1:3] == ["sonnet-a", "sonnet-b"]
+    assert settings.routing.fallbacks == {"sonnet": ["gpt-4o-mini"]}
+    local = settings.model_list[6]
     assert (local.provider, local.auth_style, local.stream_options) == ("openai", "none", False)
+
+
+def test_several_entries_of_one_name_are_deployments_with_their_own_ids() -> None:
+    settings = settings_from_mapping(
+        {
+            "model_list": [
+                MINIMAL_MODEL,
+                {**MINIMAL_MODEL, "weight": 3},
+                {**MINIMAL_MODEL, "deployment_id": "eu"},
+                {**MINIMAL_MODEL, "model_name": "other"},
+            ]
+        }
+    )
+    name = MINIMAL_MODEL["model_name"]
+    assert settings.deployment_ids() == [f"{name}#1", f"{name}#2", "eu", "other"]
