@@ -259,7 +259,8 @@ class Deliverer:
             if times:
                 hint = hints.get(name)
                 delay = self._backoff.delay(times, hint, self._rng)
-                if delay is None:
+                if delay is None:  # asked to wait longer than max_retry_after: not here
+                    self._unclaim(name)
                     excluded.add(name)
                     continue
                 wait = delay

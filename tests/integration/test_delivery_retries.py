@@ -21,7 +21,7 @@ ROUTING = {
     # Many scripted failures in a row across tests: keep breakers out of these cases (the
     # breaker suite has its own gateway).
     "breaker": {"consecutive_failures": 1000, "min_requests": 1000},
-    "fallbacks": {"down": ["backup"], "solo-openai": ["backup"]},
+    "fallbacks": {"down": ["backup"], "solo-openai": ["backup"], "down-2": ["solo-openai"]},
     "context_window_fallbacks": {"small-window": ["backup"]},
 }
 
@@ -51,6 +51,7 @@ def delivery_gateway(
     models = [
         entry("solo", upstream.url, model="claude-sonnet-4-6"),
         entry("down", closed_port, model="claude-sonnet-4-6", timeouts={"connect": 1.0}),
+        entry("down-2", closed_port, model="claude-sonnet-4-6", timeouts={"connect": 1.0}),
         entry("small-window", upstream.url, model="claude-sonnet-4-6", context_window=50),
         entry("backup", second.url, model="claude-haiku-4-5", deployment_id="backup-east"),
         entry("solo-openai", upstream.url + "/v1", provider="openai", model="gpt-4o-mini"),
@@ -150,6 +151,16 @@ def test_retry_after_is_honoured(delivery_gateway: Gateway, key: str, fake: Fake
     assert again.at - first.at >= 0.69, waited
 
 
+def test_a_retry_after_longer_than_allowed_is_relayed_not_waited_for(
+    delivery_gateway: Gateway, key: str, fake: FakeUpstream
+) -> None:
+    fake.script(Behaviour(status=429, headers={"retry-after": "3600"}), Behaviour(text="no"))
+    started = time.monotonic()
+    response = ask(delivery_gateway, key, "solo")
+    assert response.status == 429 and response.headers["retry-after"] == "3600"
+    assert fake.call_count("messages") == 1 and time.monotonic() - started < 5
+
+
 def test_persistent_529_reaches_the_client_after_bounded_calls(
     delivery_gateway: Gateway, key: str, fake: FakeUpstream
 ) -> None:
@@ -185,6 +196,38 @@ def test_fallback_from_an_openai_deployment_to_an_anthropic_one(
     assert answer.choices[0].message.content == "anthropic answered"
     # The Anthropic fallback got an Anthropic request (translated), not the OpenAI body.
     assert second.call_count("messages") == 1 and first.call_count("chat_completions") >= 1
+
+
+def test_a_fallback_to_openai_drops_what_openai_would_reject(
+    delivery_gateway: Gateway, key: str, fake: FakeUpstream
+) -> None:
+    """Anthropic thinking blocks carry signatures only Anthropic accepts: a fallback to an
+    OpenAI deployment sends the conversation without them (docs/delivery.md)."""
+    messages = [
+        {"role": "user", "content": "what is 2+2?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "add them", "signature": "sig-abc123"},
+                {"type": "text", "text": "4"},
+            ],
+        },
+        {"role": "user", "content": "and 3+3?"},
+    ]
+    fake.script(Behaviour(text="6"))
+    response = raw_request(
+        delivery_gateway.url,
+        "POST",
+        "/v1/messages",
+        json.dumps({"model": "down-2", "max_tokens": 32, "messages": messages}).encode(),
+        key_headers(key),
+    )
+    assert response.status == 200, response.body
+    assert response.json()["content"][0]["text"] == "6"
+    assert response.headers["x-sluicegate-deployment"] == "solo-openai"
+    (call,) = [c for c in fake.calls if c.route == "chat_completions"]
+    assert b"sig-abc123" not in call.body and b"thinking" not in call.body
+    assert [m["role"] for m in call.json["messages"]] == ["user", "assistant", "user"]
 
 
 def test_a_request_too_large_for_the_window_goes_to_the_context_fallback(
