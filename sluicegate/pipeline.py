@@ -3,8 +3,11 @@
     api/anthropic|openai  parse just enough (model, stream, limits); errors in THIS surface's shape
     policy/auth           gateway key -> Principal (in-process map, no database read)
     routing/router        model alias -> routes (deployment + upstream model id)
+    delivery (plan)       the routes to try, ordered, then fallback aliases
     policy/limits         reserve RPM/TPM/concurrency per key, partner, deployment, global
                           and the worst-case cost per budget; fair queue for shared capacity
+    delivery (open)       attempts along the plan (retries, backoff, breakers) until an
+                          answer can be committed; nothing reaches the client before that
     translate/*           only when the client's format differs from the upstream's
     providers/*           HTTP only: URL, headers, auth; transport errors -> typed errors
     api/relay|translated  JSON or SSE back to the client; stream failures -> in-stream errors

@@ -309,7 +309,7 @@ class Deliverer:
                 self.breakers.release(name)
             raise
         ok = verdict.outcome is not Outcome.RETRY
-        self._record(name, ok=ok, ttfb=self._clock() - started if ok else None)
+        self._record(name, ok=ok, ttfb=self._clock() - started if ok and self._track else None)
         if not ok:
             self._log_failure(name, attempt, verdict)
         return Opened(route, call, translation, upstream, attempt), None, verdict

@@ -77,6 +77,10 @@ class _Window:
 
     def add(self, now: float, failed: bool) -> None:
         index = math.floor(now / self._width)
+        if index == self._head and not failed:  # the common case: a success, same bucket
+            self._attempts[index % _BUCKETS] += 1
+            self.attempts += 1
+            return
         # Buckets between the newest and now have aged out; a lap or more clears them all.
         for i in range(max(self._head + 1, index - _BUCKETS + 1), index + 1):
             slot = i % _BUCKETS
