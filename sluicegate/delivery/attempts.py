@@ -26,7 +26,6 @@ Errors are classified from statuses, headers, structured fields and typed except
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -34,9 +33,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import orjson
-
 from sluicegate.delivery.breaker import Breakers, BreakerState
+from sluicegate.delivery.first_event import COMMIT, first_event_verdict
 from sluicegate.delivery.retry_policy import (
     Backoff,
     Outcome,
@@ -47,7 +45,7 @@ from sluicegate.delivery.retry_policy import (
 )
 from sluicegate.delivery.selection import Candidate, DeploymentStats, order
 from sluicegate.delivery.upstream_limits import UpstreamLimits
-from sluicegate.errors import GatewayError, Overloaded, UpstreamTimeout, UpstreamUnavailable
+from sluicegate.errors import GatewayError, Overloaded, UpstreamTimeout
 from sluicegate.providers.base import UpstreamCall, UpstreamResponse
 from sluicegate.routing.router import Route, Router
 from sluicegate.settings_delivery import RoutingSettings
@@ -56,20 +54,6 @@ if TYPE_CHECKING:
     from sluicegate.api.translated import Translation
 
 log = logging.getLogger("sluicegate.delivery")
-
-# The status an upstream's stream-level error event stands for (Anthropic error types).
-_EVENT_STATUS = {
-    "overloaded_error": 529,
-    "api_error": 500,
-    "rate_limit_error": 429,
-    "timeout_error": 504,
-    "invalid_request_error": 400,
-    "authentication_error": 401,
-    "permission_error": 403,
-    "not_found_error": 404,
-    "request_too_large": 413,
-    "billing_error": 402,
-}
 
 Prepare = Callable[[Route], tuple[UpstreamCall, "Translation | None"]]
 Send = Callable[[UpstreamCall], Awaitable[UpstreamResponse]]
@@ -324,9 +308,9 @@ class Deliverer:
                 body = await upstream.read()
                 return upstream, classify_status(upstream.status, upstream.headers, body)
             if stream:
-                return upstream, _first_event_verdict(await upstream.first_event(), upstream)
+                return upstream, first_event_verdict(await upstream.first_event(), upstream.headers)
             await upstream.read()
-            return upstream, _OK
+            return upstream, COMMIT
         except BaseException:
             upstream.close()
             raise
@@ -376,43 +360,3 @@ def _discard(opened: Opened | None) -> None:
 
 def _deadline_error() -> GatewayError:
     return UpstreamTimeout("The request's deadline passed before the upstream answered.")
-
-
-_OK = Verdict(Outcome.FATAL, None, "ok")  # FATAL: relay it, whatever it is
-
-
-def _first_event_verdict(event: bytes, upstream: UpstreamResponse) -> Verdict:
-    """A stream's first event: an ``error`` event counts like the status it stands for;
-    an empty stream like a dropped connection; anything else commits."""
-    if not event.strip():
-        return classify_transport(_cut_error())
-    text = event.lstrip()
-    if text.startswith((b"event: error", b"event:error")):
-        error_type = _event_error_type(event)
-    elif text.startswith(b"data:") and b'"error"' in text:
-        # OpenAI-style streams have no event names: an error is a chunk whose JSON has a
-        # top-level "error" (not any chunk that mentions the word).
-        error_type = _event_error_type(event)
-        if error_type is None:
-            return _OK
-    else:
-        return _OK
-    status = _EVENT_STATUS.get(error_type or "", 500)  # unknown types: a server error
-    return classify_status(status, upstream.headers, None)
-
-
-def _event_error_type(event: bytes) -> str | None:
-    """The ``error.type`` of an event whose data is an error object; "" for an error
-    without a usable type; None when the data holds no top-level error."""
-    for line in event.splitlines():
-        if line.startswith(b"data:"):
-            with contextlib.suppress(orjson.JSONDecodeError):
-                payload = orjson.loads(line[5:].strip())
-                if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-                    error_type = payload["error"].get("type")
-                    return error_type if isinstance(error_type, str) else ""
-    return None
-
-
-def _cut_error() -> GatewayError:
-    return UpstreamUnavailable("The upstream closed the stream before its first event.")

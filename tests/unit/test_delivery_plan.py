@@ -7,8 +7,9 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from sluicegate.delivery.attempts import Deliverer, _first_event_verdict
+from sluicegate.delivery.attempts import Deliverer
 from sluicegate.delivery.breaker import Breakers, BreakerSettings
+from sluicegate.delivery.first_event import first_event_verdict
 from sluicegate.delivery.retry_policy import Outcome
 from sluicegate.routing.router import Router
 from sluicegate.settings import Timeouts, settings_from_mapping
@@ -106,20 +107,16 @@ HEADERS: CIMultiDict[str] = CIMultiDict()
 
 def test_first_event_verdicts() -> None:
     start = b'event: message_start\ndata: {"type":"message_start"}\n\n'
-    assert _first_event_verdict(start, _Upstream()).outcome is Outcome.FATAL  # commit
+    assert first_event_verdict(start, HEADERS).outcome is Outcome.FATAL  # commit
     overloaded = (
         b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error",'
         b'"message":"Overloaded"}}\n\n'
     )
-    assert _first_event_verdict(overloaded, _Upstream()).outcome is Outcome.RETRY
+    assert first_event_verdict(overloaded, HEADERS).outcome is Outcome.RETRY
     invalid = b'event: error\ndata: {"type":"error","error":{"type":"invalid_request_error"}}\n\n'
-    assert _first_event_verdict(invalid, _Upstream()).outcome is Outcome.FATAL
+    assert first_event_verdict(invalid, HEADERS).outcome is Outcome.FATAL
     openai_error = b'data: {"error":{"type":"server_error","message":"boom"}}\n\n'
-    assert _first_event_verdict(openai_error, _Upstream()).outcome is Outcome.RETRY
-    assert _first_event_verdict(b"", _Upstream()).outcome is Outcome.RETRY  # cut at once
+    assert first_event_verdict(openai_error, HEADERS).outcome is Outcome.RETRY
+    assert first_event_verdict(b"", HEADERS).outcome is Outcome.RETRY  # cut at once
     chunk = b'data: {"id":"c","choices":[{"delta":{"content":"error"}}]}\n\n'
-    assert _first_event_verdict(chunk, _Upstream()).outcome is Outcome.FATAL
-
-
-class _Upstream:
-    headers = HEADERS
+    assert first_event_verdict(chunk, HEADERS).outcome is Outcome.FATAL
