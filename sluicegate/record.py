@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from sluicegate.api.sse import Usage
@@ -78,7 +77,7 @@ class RequestRecord:
         now = time.perf_counter()
         usage = self.usage or _NO_USAGE
         return (
-            datetime.now(UTC),
+            time.time(),
             self.request_id,
             self.key_id,
             self.key_name,

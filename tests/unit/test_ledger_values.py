@@ -3,12 +3,16 @@ and reads back exactly like the same row given as a LedgerRow."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from sluicegate.api.sse import Usage
 from sluicegate.record import RequestRecord
 from sluicegate.store.db import create_engine
-from sluicegate.store.ledger import LEDGER_COLUMNS, LedgerRow, LedgerStore
+from sluicegate.store.ledger import LEDGER_COLUMNS, LedgerRow, LedgerStore, sqlite_timestamp
 from sluicegate.store.migrate import upgrade
 
 
@@ -33,7 +37,7 @@ def test_values_follow_the_column_order_and_fit_the_columns() -> None:
     assert values["cost_usd"] == 0.25 and values["stream"] is True
     assert len(values["error_type"]) == 64 and len(values["client_session_id"]) == 200
     assert len(values["upstream_request_id"]) == 200 and values["client_agent_id"] == "agent"
-    assert values["created_at"].tzinfo is not None
+    assert abs(values["created_at"] - time.time()) < 60  # unix seconds
 
 
 def test_negative_or_huge_counts_from_an_upstream_are_clamped() -> None:
@@ -50,7 +54,9 @@ async def test_tuple_and_dataclass_rows_read_back_alike(tmp_path: Path) -> None:
     try:
         store = LedgerStore(engine)
         values = _record().ledger_values()
-        as_row = LedgerRow(**dict(zip(LEDGER_COLUMNS, values, strict=True)))
+        fields = dict(zip(LEDGER_COLUMNS, values, strict=True))
+        fields["created_at"] = datetime.fromtimestamp(fields["created_at"], UTC)
+        as_row = LedgerRow(**fields)
         as_row.request_id = "req_2"
         await store.insert_many([values, as_row])
         report = await store.report(group_by=["key"])
@@ -76,3 +82,33 @@ def test_sqlite_batches_use_a_few_fixed_statement_sizes() -> None:
             sizes_seen.add(size)
         assert position == count
     assert sizes_seen == set(_SQLITE_CHUNK_SIZES)
+
+
+@pytest.mark.parametrize(
+    "unix",
+    [0.0, 1_764_900_000.0, 1_764_900_000.123456, 1_764_903_599.9999996, 1_800_000_000.5],
+)
+def test_sqlite_timestamps_match_the_datetime_format(unix: float) -> None:
+    """What the SQLite insert writes for ``created_at`` is what SQLAlchemy's DateTime would
+    write for the same instant (so reads, day grouping and ranges see it alike)."""
+    expected = datetime.fromtimestamp(unix, UTC).replace(tzinfo=None)
+    assert sqlite_timestamp(unix) == expected.isoformat(" ", "microseconds")
+
+
+async def test_created_at_reads_back_as_the_request_time(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/l.db"
+    await upgrade(url)
+    engine = create_engine(url)
+    try:
+        store = LedgerStore(engine)
+        values = _record().ledger_values()
+        await store.insert_many([values])
+        rows = await store.report(group_by=["day"])
+        day = datetime.fromtimestamp(values[0], UTC).strftime("%Y-%m-%d")
+        assert [row["day"] for row in rows] == [day]
+        since = datetime.fromtimestamp(values[0] - 1, UTC)
+        assert await store.spend_since("key_id", since) == {"key_1": 0.25}
+        later = datetime.fromtimestamp(values[0] + 1, UTC)
+        assert await store.spend_since("key_id", later) == {}
+    finally:
+        await engine.dispose()
