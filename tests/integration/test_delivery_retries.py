@@ -300,3 +300,44 @@ def stream_events(gateway: Gateway, key: str, model: str) -> list[tuple[str, str
         if name or data:
             events.append((name, data))
     return events
+
+
+def test_the_retry_budget_stops_amplification(
+    tmp_path_factory: pytest.TempPathFactory, fake: FakeUpstream
+) -> None:
+    """An upstream failing for everyone: retries stop at the budget (here 1 per second over
+    the 10 s window, no share of traffic), not at max_attempts per request."""
+    routing = {
+        "retries": {
+            "max_attempts": 3,
+            "base_delay": 0.01,
+            "max_delay": 0.02,
+            "budget_ratio": 0,
+            "budget_min_per_second": 1,
+        },
+        "breaker": {"enabled": False},
+    }
+    models = [
+        {
+            "model_name": "failing",
+            "provider": "anthropic",
+            "api_base": fake.url,
+            "api_key": "os.environ/TEST_UPSTREAM_KEY",
+        }
+    ]
+    gateway = start_gateway(
+        tmp_path_factory.mktemp("budget"),
+        fake,
+        model_list=models,
+        extra_config={"routing": routing},
+    )
+    try:
+        key = gateway.create_key("budget")
+        fake.script(*[Behaviour(status=529) for _ in range(200)])
+        statuses = [ask(gateway, key, "failing").status for _ in range(20)]
+        assert statuses == [529] * 20
+        # 20 first attempts + at most 10 retries (1/s x 10 s), not 20 x 3 = 60 calls.
+        assert 20 < fake.call_count("messages") <= 30
+    finally:
+        gateway.stop()
+        fake.reset()
