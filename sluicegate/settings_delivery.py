@@ -43,7 +43,7 @@ class BreakerSettingsModel(Strict):
     error_ratio: float = Field(0.5, gt=0, le=1)
     min_requests: int = Field(20, ge=1)
     window: float = Field(30.0, gt=0, description="seconds over which the error ratio counts")
-    cooldown: float = Field(30.0, gt=0, description="seconds open before a half-open probe")
+    cooldown: float = Field(10.0, gt=0, description="seconds open before a half-open probe")
     shared: Literal["auto", "yes", "no"] = Field(
         "auto", description="share openings through Redis (auto: when redis_url is set)"
     )

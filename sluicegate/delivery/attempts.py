@@ -293,7 +293,16 @@ class Deliverer:
                 self.breakers.release(name)
             raise
         ok = verdict.outcome is not Outcome.RETRY
-        self._record(name, ok=ok, ttfb=self._clock() - started if ok and self._track else None)
+        if upstream.status == 429 and not ok:
+            # Rate limited, not unwell: the retry honours its retry-after and the upstream
+            # limit headers steer traffic away. Opening the breaker would turn a few seconds
+            # of rate limiting into a cool-down of refusals.
+            self._unclaim(name)
+            if self._track:
+                self.stats.finished(name, None)
+        else:
+            ttfb = self._clock() - started if ok and self._track else None
+            self._record(name, ok=ok, ttfb=ttfb)
         if not ok:
             self._log_failure(name, attempt, verdict)
         return Opened(route, call, translation, upstream, attempt), None, verdict

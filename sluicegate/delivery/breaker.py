@@ -43,7 +43,7 @@ class BreakerSettings:
     error_ratio: float = 0.5  # ...or when failures/attempts over `window` reach this
     min_requests: int = 20  # ...with at least this many attempts in the window
     window: float = 30.0  # seconds
-    cooldown: float = 30.0  # open this long, then half-open
+    cooldown: float = 10.0  # open this long, then half-open
     half_open_probes: int = 1  # attempts let through while half-open
 
     def __post_init__(self) -> None:

@@ -101,6 +101,17 @@ def test_breaker_opens_answers_at_once_and_recovers(
     assert "breaker.open" in log and "breaker.closed" in log
 
 
+def test_rate_limited_answers_do_not_open_the_breaker(
+    gateway: tuple[Gateway, str], fake: FakeUpstream
+) -> None:
+    gw, key = gateway
+    fake.script(*[Behaviour(status=429, headers={"retry-after": "1"}) for _ in range(3)])
+    assert [ask(gw, key, "single").status for _ in range(3)] == [429] * 3
+    assert ask(gw, key, "single").status == 200  # not 529: the deployment stayed in
+    assert fake.call_count("messages") == 4
+    assert "breaker.open" not in gw.log_text()
+
+
 def test_an_open_deployment_leaves_the_pool_to_the_healthy_one(
     gateway: tuple[Gateway, str], fake: FakeUpstream, other: FakeUpstream
 ) -> None:

@@ -62,7 +62,7 @@ def test_consecutive_failures_open_it() -> None:
     assert breakers.state(DEP) is CLOSED
     fail(breakers, 1)
     assert breakers.state(DEP) is OPEN
-    assert breakers.open_until(DEP) == clock.now + 30.0
+    assert breakers.open_until(DEP) == clock.now + BreakerSettings().cooldown
     assert not breakers.allow(DEP)
     assert changes == [(DEP, CLOSED, OPEN)]
 
