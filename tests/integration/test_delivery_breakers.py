@@ -205,3 +205,32 @@ def test_redis_stopped_and_restarted_under_load(
             assert redis.client().keys("sg:v1:*breaker*"), "opening not published"
         finally:
             gw.stop()
+
+
+@pytest.mark.parametrize("strategy", ["weighted", "least-busy", "lowest-latency"])
+def test_deployments_share_an_alias_by_strategy(
+    tmp_path: Path, fake: FakeUpstream, other: FakeUpstream, strategy: str
+) -> None:
+    other.reset()
+    models = [
+        entry("shared", fake.url, deployment_id="light", weight=1),
+        entry("shared", other.url, deployment_id="heavy", weight=3),
+    ]
+    gw = start_gateway(
+        tmp_path / "gw",
+        fake,
+        model_list=models,
+        extra_config={"routing": {"strategy": strategy}},
+    )
+    try:
+        key = gw.create_key("shared")
+        served = [ask(gw, key, "shared").headers["x-sluicegate-deployment"] for _ in range(200)]
+    finally:
+        gw.stop()
+    light, heavy = served.count("light"), served.count("heavy")
+    assert light + heavy == 200
+    assert (fake.call_count("messages"), other.call_count("messages")) == (light, heavy)
+    if strategy == "weighted":
+        assert 25 <= light <= 75, (light, heavy)  # 1:3 of 200 is 50:150
+    else:  # sequential requests: both stay in use, neither is starved
+        assert light > 0 and heavy > 0, (light, heavy)
