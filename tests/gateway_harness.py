@@ -6,12 +6,14 @@ file, gets its keys from the real CLI and talks HTTP on loopback to the fake pro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,15 +46,31 @@ def sluicegate_cli(
     )
 
 
+@contextlib.contextmanager
+def running_fake(api_key: str = UPSTREAM_KEY) -> Iterator[FakeUpstream]:
+    """A fake upstream of its own (beside the session's), for a second deployment."""
+    fake = FakeUpstream(api_key=api_key)
+    fake.start_in_thread()
+    try:
+        yield fake
+    finally:
+        fake.stop_thread()
+
+
+def model_entry(name: str, api_base: str, **extra: object) -> dict[str, object]:
+    """A ``model_list`` entry: Anthropic, the test upstream key, unless ``extra`` says else."""
+    return {
+        "model_name": name,
+        "provider": "anthropic",
+        "api_base": api_base,
+        "api_key": "os.environ/TEST_UPSTREAM_KEY",
+        **extra,
+    }
+
+
 def default_model_list(upstream_url: str) -> list[dict[str, object]]:
     def entry(name: str, **extra: object) -> dict[str, object]:
-        return {
-            "model_name": name,
-            "provider": "anthropic",
-            "api_base": upstream_url,
-            "api_key": "os.environ/TEST_UPSTREAM_KEY",
-            **extra,
-        }
+        return {**model_entry(name, upstream_url), **extra}  # extra may move api_base
 
     return [
         entry("claude-sonnet-4-6"),

@@ -117,9 +117,9 @@ class Deliverer:
         fitting = [r for r in routes if _fits(r, input_tokens)]
         planned = self._ordered(fitting)
         seen = {alias}
-        tables = [self._settings.fallbacks.get(alias, [])]
+        tables = [settings.fallbacks.get(alias, [])]
         if len(fitting) < len(routes):  # too large for some: bigger windows come first
-            tables.insert(0, self._settings.context_window_fallbacks.get(alias, []))
+            tables.insert(0, settings.context_window_fallbacks.get(alias, []))
         for table in tables:
             for other in table:
                 if other in seen:

@@ -40,14 +40,14 @@ COMMIT = Verdict(Outcome.FATAL, None, "ok")  # FATAL: relay it, whatever it is
 
 def first_event_verdict(event: bytes, headers: Mapping[str, str]) -> Verdict:
     """``event``: the bytes read up to the first complete SSE event (or the end)."""
-    if not event.strip():
+    if not event or event.isspace():
         return classify_transport(
             UpstreamUnavailable("The upstream closed the stream before its first event.")
         )
-    text = event.lstrip()
-    if text.startswith((b"event: error", b"event:error")):
+    head = event[:64].lstrip()  # no copy of what may be the whole stream
+    if head.startswith((b"event: error", b"event:error")):
         error_type = _event_error_type(event)
-    elif text.startswith(b"data:") and b'"error"' in text:
+    elif head.startswith(b"data:") and b'"error"' in event:
         # OpenAI-style streams have no event names: an error is a chunk whose JSON has a
         # top-level "error" (not any chunk that mentions the word).
         error_type = _event_error_type(event)

@@ -28,18 +28,10 @@ def build_breakers(settings: Settings) -> Breakers | None:
     config = settings.routing.breaker
     if not config.enabled:
         return None
-    breaker_settings = BreakerSettings(
-        consecutive_failures=config.consecutive_failures,
-        error_ratio=config.error_ratio,
-        min_requests=config.min_requests,
-        window=config.window,
-        cooldown=config.cooldown,
-    )
-    shared = config.shared == "yes" or (config.shared == "auto" and settings.redis_url is not None)
-    if shared and settings.redis_url is not None:
-        return SharedBreakers(
-            breaker_settings, settings.redis_url.reveal(), on_change=_breaker_changed
-        )
+    breaker_settings = BreakerSettings(**config.model_dump(exclude={"enabled", "shared"}))
+    redis_url = settings.redis_url
+    if redis_url is not None and config.shared != "no":  # "auto" and "yes" share
+        return SharedBreakers(breaker_settings, redis_url.reveal(), on_change=_breaker_changed)
     return Breakers(breaker_settings, on_change=_breaker_changed)
 
 

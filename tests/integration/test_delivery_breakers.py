@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from sluicegate.fake_upstream import Behaviour, FakeUpstream
-from tests.gateway_harness import UPSTREAM_KEY, Gateway, start_gateway
+from tests.gateway_harness import Gateway, model_entry, running_fake, start_gateway
 from tests.integration.test_anthropic_support import RawResponse, key_headers, raw_request
 from tests.redis_harness import claim_redis_db, redis_server
 
@@ -28,21 +28,12 @@ ROUTING = {
 
 @pytest.fixture(scope="module")
 def other() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream(api_key=UPSTREAM_KEY)
-    fake.start_in_thread()
-    yield fake
-    fake.stop_thread()
+    with running_fake() as fake:
+        yield fake
 
 
 def entry(name: str, url: str, **extra: object) -> dict[str, object]:
-    return {
-        "model_name": name,
-        "provider": "anthropic",
-        "api_base": url,
-        "api_key": "os.environ/TEST_UPSTREAM_KEY",
-        "model": "claude-sonnet-4-6",
-        **extra,
-    }
+    return model_entry(name, url, model="claude-sonnet-4-6", **extra)
 
 
 def start(workdir: Path, fake: FakeUpstream, other: FakeUpstream, **config: object) -> Gateway:

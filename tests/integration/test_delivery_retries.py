@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from sluicegate.fake_upstream import Behaviour, FakeUpstream
-from tests.gateway_harness import UPSTREAM_KEY, Gateway, free_port, start_gateway
+from tests.gateway_harness import Gateway, free_port, model_entry, running_fake, start_gateway
 from tests.integration.test_anthropic_support import RawResponse, key_headers, raw_request
 
 ROUTING = {
@@ -28,25 +28,15 @@ ROUTING = {
 
 @pytest.fixture(scope="module")
 def second() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream(api_key=UPSTREAM_KEY)
-    fake.start_in_thread()
-    yield fake
-    fake.stop_thread()
+    with running_fake() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")
 def delivery_gateway(
     upstream: FakeUpstream, second: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
-    def entry(name: str, url: str, **extra: object) -> dict[str, object]:
-        return {
-            "model_name": name,
-            "provider": "anthropic",
-            "api_base": url,
-            "api_key": "os.environ/TEST_UPSTREAM_KEY",
-            **extra,
-        }
-
+    entry = model_entry
     closed_port = f"http://127.0.0.1:{free_port()}"
     models = [
         entry("solo", upstream.url, model="claude-sonnet-4-6"),
@@ -317,14 +307,7 @@ def test_the_retry_budget_stops_amplification(
         },
         "breaker": {"enabled": False},
     }
-    models = [
-        {
-            "model_name": "failing",
-            "provider": "anthropic",
-            "api_base": fake.url,
-            "api_key": "os.environ/TEST_UPSTREAM_KEY",
-        }
-    ]
+    models = [model_entry("failing", fake.url)]
     gateway = start_gateway(
         tmp_path_factory.mktemp("budget"),
         fake,

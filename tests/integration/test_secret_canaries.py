@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from sluicegate.fake_upstream import Behaviour, FakeUpstream
-from tests.gateway_harness import Gateway, free_port, start_gateway
+from tests.gateway_harness import Gateway, free_port, model_entry, running_fake, start_gateway
 from tests.integration.test_anthropic_support import RawResponse, key_headers, raw_request
 
 PROVIDER_KEY = "sk-ant-api03-CANARYprovider0123456789abcdefghij"
@@ -24,10 +24,8 @@ CLIENT_GUESS = "sk-sg-CANARYguess0123456789abcdefghijklmnop"
 
 @pytest.fixture(scope="module")
 def canary_upstream() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream(api_key=PROVIDER_KEY)
-    fake.start_in_thread()
-    yield fake
-    fake.stop_thread()
+    with running_fake(PROVIDER_KEY) as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +33,7 @@ def planted(
     canary_upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Gateway, str]]:
     def entry(name: str, url: str, key: str = PROVIDER_KEY, **extra: object) -> dict[str, object]:
-        return {"model_name": name, "provider": "anthropic", "api_base": url, "api_key": key,
-                **extra}  # fmt: skip
+        return model_entry(name, url, api_key=key, **extra)  # the canary, inline
 
     models = [
         entry("good", canary_upstream.url, model="claude-sonnet-4-6"),
