@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from sluicegate.api.admin import AdminApi
+from sluicegate.api.admin.base import Gate
 from sluicegate.api.asgi import (
     JSON_CONTENT,
     Receive,
@@ -28,6 +29,7 @@ from sluicegate.api.asgi import (
     send_bytes,
 )
 from sluicegate.api.health import liveliness, readiness
+from sluicegate.api.metrics import MetricsServer, metrics_handler
 from sluicegate.delivery.attempts import Deliverer
 from sluicegate.delivery.setup import build_deliverer, close_deliverer, start_deliverer
 from sluicegate.errors import (
@@ -39,6 +41,8 @@ from sluicegate.errors import (
 )
 from sluicegate.fake_upstream import FakeUpstream
 from sluicegate.lifecycle import draining, watch_stop_signals
+from sluicegate.observe.alerts import AlertSink, install_alert_sink
+from sluicegate.observe.hub import Observability
 from sluicegate.observe.logging import RequestLog, configure_logging, logs_requests
 from sluicegate.pipeline import Pipeline
 from sluicegate.policy.auth import KeyCache
@@ -70,12 +74,18 @@ class Components:
     fake: FakeUpstream | None
     request_log: RequestLog
     governance: Governance
+    observe: Observability
+    alerts: AlertSink | None
     deliverer: Deliverer | None = None
+    metrics_server: MetricsServer | None = None
 
     async def close(self) -> None:
         # uvicorn calls this once in-flight requests finished (or shutdown_grace passed):
         # every request has settled, so the ledger flush below is complete.
         self.request_log.flush()
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
+        await self.observe.close()
         await self.keys.stop()
         await self.governance.close()
         if self.deliverer is not None:
@@ -84,6 +94,8 @@ class Components:
         if self.fake is not None:
             await self.fake.stop()
         await self.engine.dispose()
+        if self.alerts is not None:  # last: closing the rest may still raise alerts
+            await self.alerts.aclose()
 
 
 class Gateway:
@@ -137,6 +149,11 @@ class Gateway:
         settings = self.settings
         watch_stop_signals()  # readiness turns false the moment SIGTERM arrives
         configure_logging(settings.server.log_level)
+        alerts = install_alert_sink(settings.alerts)
+        if alerts is not None:
+            await alerts.start()
+        observe = Observability(settings)
+        await observe.start()
         await ensure_schema(settings.database_url, auto_migrate=settings.migrate_on_start)
         engine = create_engine(settings.database_url)
         store = KeyStore(engine)
@@ -166,7 +183,9 @@ class Gateway:
             skip_auto_headers=("User-Agent",),
         )
         request_log = RequestLog(logs_requests(settings.server.log_level))
-        self._components = Components(keys, session, engine, fake, request_log, governance)
+        self._components = Components(
+            keys, session, engine, fake, request_log, governance, observe, alerts
+        )
         router = Router(settings.model_list, settings.timeouts, builtin)
         providers: dict[str, Provider] = {
             "anthropic": AnthropicProvider(session, settings.anthropic_version),
@@ -175,6 +194,7 @@ class Gateway:
         deliverer = build_deliverer(settings, router)
         await start_deliverer(deliverer)
         self._components.deliverer = deliverer
+        self._watch(observe, governance, deliverer)
         pipeline = Pipeline(
             keys,
             router,
@@ -184,11 +204,14 @@ class Gateway:
             governance.governor,
             governance.ledger if settings.ledger.enabled else None,
             deliverer,
+            observe,
+            settings.server.log_bodies,
         )
         admin = AdminApi(
             settings.admin_token, store, partners, LedgerStore(engine), keys, pepper
         )
         self._set_routes(pipeline, admin)
+        await self._serve_metrics(observe)
         self._started_at = time.monotonic()
         # Everything allocated so far (modules, config, pools) lives as long as the process:
         # move it out of the collector's generations so a full collection under load does
@@ -202,6 +225,36 @@ class Gateway:
         # and a request ~6% less CPU (measured with bench-style load), for a few MB more
         # garbage held between collections.
         gc.set_threshold(_GC_YOUNG_THRESHOLD, 20, 20)
+
+    @staticmethod
+    def _watch(observe: Observability, governance: Governance, deliverer: Deliverer) -> None:
+        """What metrics read from the other parts: at scrape time, or when it happens."""
+        governor = governance.governor
+        governor.on_queue_wait = observe.queue_waited
+        governor.on_budget_left = observe.budget_spent
+        observe.watch_queues(governor.queue.depths)
+        breakers = deliverer.breakers
+        if breakers is not None:
+            observe.watch_breakers(breakers.states)
+
+    async def _serve_metrics(self, observe: Observability) -> None:
+        config = self.settings.metrics
+        if not config.enabled:
+            return
+        gate = None
+        if config.auth == "admin_token":
+            token = self.settings.admin_token
+            gate = Gate(token.reveal().encode() if token is not None else None)
+        if config.port is None:
+            self._routes[("GET", config.path)] = metrics_handler(observe.exporter, gate)
+            self._paths.add(config.path)
+            return
+        server = MetricsServer(
+            observe.exporter, gate, self.settings.server.host, config.port, config.path
+        )
+        await server.start()
+        assert self._components is not None
+        self._components.metrics_server = server
 
     def _set_routes(self, pipeline: Pipeline, admin: AdminApi) -> None:
         alive = liveliness()

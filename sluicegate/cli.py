@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -73,6 +77,9 @@ def serve(
         os.environ[CONFIG_ENV] = str(config.resolve())
     else:
         os.environ.pop(CONFIG_ENV, None)
+    worker_count = workers or settings.server.workers
+    if worker_count > 1:
+        share_metrics_between_workers()
     typer.echo(f"sluicegate {__version__} starting on http://{bind_host}:{bind_port}", err=True)
     # uvicorn drains on SIGTERM, then re-raises the signal under the handler that was in
     # place before it started: make that an orderly exit 0 (orchestrators read 143 as a
@@ -83,7 +90,7 @@ def serve(
         factory=True,
         host=bind_host,
         port=bind_port,
-        workers=workers or settings.server.workers,
+        workers=worker_count,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
         http="httptools",
         lifespan="on",
@@ -96,6 +103,25 @@ def serve(
         # are cancelled (a cancelled stream still ends with an error event).
         timeout_graceful_shutdown=round(settings.server.shutdown_grace),
     )
+
+
+def share_metrics_between_workers() -> None:
+    """Give the workers a directory for their metric snapshots (any worker answering a
+    scrape merges them all): ``SLUICEGATE_METRICS_DIR`` if set, else a fresh temporary
+    one removed at exit. Snapshots of an earlier run are removed first: they are not
+    this server's counts."""
+    from sluicegate.observe.metrics_export import METRICS_DIR_ENV
+
+    chosen = os.environ.get(METRICS_DIR_ENV)
+    if chosen:
+        directory = Path(chosen)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.json"):
+            stale.unlink(missing_ok=True)
+    else:
+        directory = Path(tempfile.mkdtemp(prefix="sluicegate-metrics-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        os.environ[METRICS_DIR_ENV] = str(directory)
 
 
 @app.command("check-config")

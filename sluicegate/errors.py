@@ -24,6 +24,8 @@ class GatewayError(Exception):
     should_retry: bool | None = None
     # Rate-limit windows (sluicegate.state.base.WindowState) to report in headers, if any.
     windows: tuple[Any, ...] = ()
+    # A limit's refusal: (limit, scope kind), e.g. ("rpm", "partner"), for metrics.
+    limit: tuple[str, str] | None = None
 
     def __init__(
         self, message: str, *, retry_after: float | None = None, param: str | None = None

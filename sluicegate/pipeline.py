@@ -60,6 +60,7 @@ from sluicegate.errors import (
     render_openai,
     sse_error_event,
 )
+from sluicegate.observe.hub import Observability
 from sluicegate.observe.logging import RequestLog
 from sluicegate.policy.auth import KeyCache, Principal, credentials_from_headers
 from sluicegate.policy.estimate import estimate_input_tokens
@@ -105,6 +106,8 @@ class Pipeline:
         governor: Governor,
         ledger: LedgerWriter | None,
         deliverer: Deliverer,
+        observe: Observability,
+        log_bodies: bool = False,
     ) -> None:
         self._keys = keys
         self._router = router
@@ -115,6 +118,8 @@ class Pipeline:
         self._ledger = ledger
         self._deliverer = deliverer
         self._request_timeout = deliverer.request_timeout
+        self._observe = observe
+        self._log_bodies = log_bodies
 
     # -- endpoints ---------------------------------------------------------------------
 
@@ -132,7 +137,8 @@ class Pipeline:
     async def list_models(self, request: Request, receive: Receive, send: Send) -> None:
         # Anthropic's clients always send anthropic-version; OpenAI's never do.
         surface = ANTHROPIC if request.header("anthropic-version") else OPENAI
-        record = RequestRecord(new_request_id(), "models")
+        record = RequestRecord(new_request_id(), "models", surface=surface.name)
+        self._observe.started(record, surface.name, None, None)
         try:
             principal = await self._authenticate(request, record)
             allowed = [m for m in self._router.listed_models() if principal.may_use(m)]
@@ -154,13 +160,18 @@ class Pipeline:
     async def _forward(
         self, request: Request, receive: Receive, send: Send, surface: Surface, endpoint: str
     ) -> None:
-        record = RequestRecord(new_request_id(), endpoint)
+        record = RequestRecord(new_request_id(), endpoint, surface=surface.name)
+        self._observe.started(
+            record, surface.name, request.header("traceparent"), request.header("tracestate")
+        )
         record.session_id = request.header("x-claude-code-session-id")
         record.agent_id = request.header("x-claude-code-agent-id")
         ticket: Ticket | None = None
         try:
             principal = await self._authenticate(request, record)
             body = await read_body(receive, request, self._max_body)
+            if self._log_bodies:
+                record.request_body = body
             parsed = _PARSERS[endpoint](body)
             record.model, record.stream = parsed.model, parsed.stream
             plan = self._plan(principal, parsed, record)
@@ -169,6 +180,7 @@ class Pipeline:
                 ticket = await self._governor.admit(
                     principal, plan[0], parsed, record.request_id, client_deadline
                 )
+                record.queue_wait = ticket.waited
             headers: HeaderList = [(b"request-id", record.request_id.encode())]
             if ticket is not None:
                 headers += ratelimit_headers(surface.name, ticket.windows)
@@ -256,27 +268,41 @@ class Pipeline:
             translation = translation_for(surface.name, route.deployment.provider, endpoint)
             return self._upstream_call(route, parsed, request, endpoint, translation), translation
 
-        opened = await self._deliverer.open(plan, prepare, self._send, deadline, parsed.stream)
+        send_upstream = self._observe.attempt(record, self._send)
+        opened = await self._deliverer.open(plan, prepare, send_upstream, deadline, parsed.stream)
+        answered = time.perf_counter()
         call, translation, upstream = opened.call, opened.translation, opened.upstream
         deployment = opened.route.deployment
         record.deployment, record.upstream_model = deployment.name, opened.route.upstream_model
+        record.provider, record.served_alias = deployment.provider, deployment.alias
         record.attempts = opened.attempts
         if opened.route is not plan[0]:  # priced as admitted unless another route served
             fallback = deployment.alias != plan[0].deployment.alias
             # The name its price is found by: the client's model on the requested alias,
             # the fallback alias's name on a fallback.
             record.served_by = deployment.alias if fallback else parsed.model
-        headers = [
-            *headers,
-            (b"x-sluicegate-deployment", deployment.name.encode()),
-            (b"x-sluicegate-attempts", str(opened.attempts).encode()),
-        ]
         record.status = upstream.status
         record.upstream_request_id = upstream.request_id
+        streaming = parsed.stream and upstream.status < 300
+        if streaming:
+            self._observe.stream_started(surface.name)
         try:
+            if translation is None and not streaming:
+                body = await upstream.read()  # already read by the deliverer: no wait
+            # The gateway's own time: until the first upstream call, and from the
+            # upstream's answer until now (the answer's headers go out next).
+            record.overhead = (
+                (record.upstream_started or answered) - record.started - record.queue_wait
+            ) + (time.perf_counter() - answered)
+            headers = [
+                *headers,
+                (b"x-sluicegate-deployment", deployment.name.encode()),
+                (b"x-sluicegate-attempts", str(opened.attempts).encode()),
+                (b"x-sluicegate-overhead-ms", f"{record.overhead * 1000:.2f}".encode()),
+            ]
             if translation is not None:
                 await translation.deliver(send, upstream, headers, record, parsed)
-            elif parsed.stream and upstream.status < 300:
+            elif streaming:
                 record.committed = True
                 observer = surface.new_observer()
                 if isinstance(observer, OpenAIStreamObserver):
@@ -291,14 +317,18 @@ class Pipeline:
                     record.first_token_at = seen.first_token_at
                     record.error_type = seen.error_type
             else:
-                body = await upstream.read()
                 record.committed = True
                 await relay_body(send, upstream, body, headers)
                 if record.endpoint != "count_tokens" and upstream.status < 300:
                     record.usage = _json_usage(body, surface)
+                if self._log_bodies:
+                    record.response_body = body
         except BaseException:
             upstream.close()  # client gone or relay failed: don't reuse the connection
             raise
+        finally:
+            if streaming:
+                self._observe.stream_ended(surface.name)
 
     async def _authenticate(self, request: Request, record: RequestRecord) -> Principal:
         candidates = credentials_from_headers(
@@ -334,6 +364,7 @@ class Pipeline:
                 param="messages",
             )
         first = plan[0]
+        record.alias, record.provider = first.deployment.alias, first.deployment.provider
         record.deployment = first.deployment.name
         record.upstream_model = first.upstream_model
         return plan
@@ -346,11 +377,13 @@ class Pipeline:
         """Answer ``error`` in the surface's shape (the caller settles the record)."""
         status, body, extra = surface.render_error(error)
         record.status, record.error_type = status, error.error_type
+        record.limited = error.limit
         headers = [JSON_CONTENT, (b"request-id", record.request_id.encode()), *extra]
         headers += ratelimit_headers(surface.name, error.windows)
         await send_bytes(send, status, body, headers)
 
     def _settle(self, record: RequestRecord) -> None:
+        self._observe.finished(record)
         if self._log.enabled:
             self._log.write(record.fields())
         if self._ledger is not None and record.key_id is not None and record.endpoint != "models":

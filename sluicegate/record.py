@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluicegate.api.sse import Usage
 from sluicegate.store.ledger import LedgerValues
+
+if TYPE_CHECKING:
+    from sluicegate.observe.tracing import RequestTrace
 
 
 @dataclass(slots=True)
@@ -34,8 +37,22 @@ class RequestRecord:
     agent_id: str | None = None
     cost_usd: float = 0.0
     committed: bool = False  # has the response (status line) been handed to the relay?
-    served_by: str | None = None  # the alias (model_name) of the deployment that answered
+    served_by: str | None = None  # the name a fallback is priced by (see Pipeline._exchange)
     attempts: int = 0  # upstream calls made for this request
+    alias: str | None = None  # the configured model_name the request was routed to
+    served_alias: str | None = None  # the alias whose deployment answered (a fallback's)
+    surface: str = ""  # "anthropic" | "openai": the wire format the client speaks
+    provider: str = ""  # "anthropic" | "openai": the upstream family that served it
+    finished_at: float = 0.0  # perf_counter at settle
+    upstream_started: float | None = None  # perf_counter of the first upstream call
+    queue_wait: float = 0.0  # seconds spent in the fair queue before admission
+    # The gateway's own time (see observe.gateway_metrics); None until the answer is sent.
+    overhead: float | None = None
+    limited: tuple[str, str] | None = None  # (limit, scope kind) of a rate-limit refusal
+    trace: RequestTrace | None = None
+    # Only with server.log_bodies (opt-in): the request body and a JSON answer's body.
+    request_body: bytes | None = None
+    response_body: bytes | None = None
 
     def fields(self) -> dict[str, Any]:
         now = time.perf_counter()
@@ -54,6 +71,8 @@ class RequestRecord:
         }
         if self.attempts > 1:
             out["attempts"] = self.attempts
+        if self.overhead is not None:
+            out["overhead_ms"] = round(self.overhead * 1000, 3)
         if self.first_token_at is not None:
             out["ttft_ms"] = round((self.first_token_at - self.started) * 1000, 2)
         if self.usage is not None:
@@ -68,6 +87,12 @@ class RequestRecord:
             out["error_type"] = self.error_type
         if self.session_id:
             out["client_session_id"] = self.session_id
+        if self.trace is not None:
+            out["trace_id"] = self.trace.trace_id
+        if self.request_body is not None:
+            out["request_body"] = _body_text(self.request_body)
+        if self.response_body is not None:
+            out["response_body"] = _body_text(self.response_body)
         return out
 
     def ledger_values(self) -> LedgerValues:
@@ -108,6 +133,13 @@ class RequestRecord:
 
 
 _NO_USAGE = Usage()
+_LOGGED_BODY_LIMIT = 64 * 1024
+
+
+def _body_text(body: bytes) -> str:
+    """A body for the opt-in body log: text, cut at 64 KiB (the cut is marked)."""
+    text = body[:_LOGGED_BODY_LIMIT].decode("utf-8", errors="replace")
+    return text if len(body) <= _LOGGED_BODY_LIMIT else text + "...[cut]"
 _INT32_MAX = 2**31 - 1
 
 

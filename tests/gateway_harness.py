@@ -165,6 +165,7 @@ def start_gateway(
     *,
     extra_config: dict[str, object] | None = None,
     model_list: list[dict[str, object]] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Gateway:
     workdir.mkdir(parents=True, exist_ok=True)
     config = {
@@ -181,7 +182,7 @@ def start_gateway(
     }
     config_path = workdir / "sluicegate.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = {"TEST_UPSTREAM_KEY": UPSTREAM_KEY, "TEST_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})}
     port = free_port()
     log_path = workdir / "gateway.log"
     with log_path.open("wb") as log:

@@ -235,9 +235,22 @@ class Breakers:
             self._move(name, breaker, BreakerState.HALF_OPEN)
 
     def _trip(self, name: str, breaker: _Breaker, now: float) -> None:
+        # Only a breaker this process trips raises the alert: an opening learned from
+        # another process (force_open) was alerted there, not again in every process.
+        alert = {
+            "alert": "breaker.opened",
+            "subject": name,
+            "deployment": name,
+            "from_state": breaker.state.value,
+            "consecutive_failures": breaker.consecutive,
+            "window_attempts": breaker.window.attempts,
+            "window_failures": breaker.window.failures,
+            "cooldown_s": self.settings.cooldown,
+        }
         breaker.open_until = now + self.settings.cooldown
         self._move(name, breaker, BreakerState.OPEN)
         self._opened(name, breaker.open_until)
+        log.warning("breaker.opened", extra=alert)
 
     def _move(self, name: str, breaker: _Breaker, new: BreakerState) -> None:
         old = breaker.state

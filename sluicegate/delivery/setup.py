@@ -14,10 +14,10 @@ log = logging.getLogger("sluicegate.breaker")
 
 
 def _breaker_changed(name: str, old: BreakerState, new: BreakerState) -> None:
-    # One event per transition: operators see a deployment leave and rejoin the pool.
-    level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
-    log.log(
-        level,
+    # One event per transition: operators see a deployment leave and rejoin the pool. An
+    # opening this process tripped is also a WARNING alert (breaker.opened, from breaker.py);
+    # one learned from another process through Redis was alerted there.
+    log.info(
         "breaker.%s",
         new.value,
         extra={"deployment": name, "from_state": old.value, "to_state": new.value},

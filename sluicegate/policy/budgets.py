@@ -71,11 +71,13 @@ class SoftThresholdAlerts:
             if marker in self._raised:
                 continue
             self._raised.add(marker)
+            label = labels.get(spend.scope, spend.scope)
             log.warning(
                 "budget.soft_threshold",
                 extra={
                     "alert": "budget.soft_threshold",
-                    "scope": labels.get(spend.scope, spend.scope),
+                    "subject": label,  # what the alert sink deduplicates by and names
+                    "scope": label,
                     "spent_usd": spend.spent_nano / NANO_PER_USD,
                     "limit_usd": spend.limit_nano / NANO_PER_USD,
                     "period": spend.period,

@@ -75,6 +75,10 @@ class FairQueue:
         self._queues: dict[str, _Queue] = {}
         self._seq = itertools.count()
 
+    def depths(self) -> dict[str, int]:
+        """Waiting requests per capacity (for metrics)."""
+        return {name: queue.waiting for name, queue in self._queues.items()}
+
     def depth(self, name: str) -> int:
         queue = self._queues.get(name)
         return 0 if queue is None else queue.waiting

@@ -15,13 +15,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sluicegate.api.sse import Usage
 from sluicegate.errors import GatewayError, LimitsUnavailable, RateLimited
 from sluicegate.observe.cost import Price, PriceBook
-from sluicegate.policy.budgets import Budget, SoftThresholdAlerts, budget_refusal
+from sluicegate.policy.budgets import NANO_PER_USD, Budget, SoftThresholdAlerts, budget_refusal
 from sluicegate.policy.estimate import estimate_input_tokens
 from sluicegate.policy.fairqueue import FairQueue
 from sluicegate.state.base import (
@@ -56,6 +57,7 @@ class Ticket:
     price: Price | None = None
     admission: Admission | None = None
     settled: bool = field(default=False)
+    waited: float = 0.0  # seconds in the fair queue
 
     @property
     def windows(self) -> tuple[WindowState, ...]:
@@ -93,6 +95,10 @@ class Governor:
         self.queue = FairQueue(max_wait, max_queue, _shared_refusal)
         self._alerts = SoftThresholdAlerts(soft_threshold)
         self._unpriced: set[str] = set()
+        # Observers (metrics): a fair-queue wait (deployment, seconds, admitted) and a
+        # budget's remaining amount after a settle (label, period, USD).
+        self.on_queue_wait: Callable[[str, float, bool], None] | None = None
+        self.on_budget_left: Callable[[str, str, float], None] | None = None
 
     async def admit(
         self,
@@ -130,6 +136,7 @@ class Governor:
             queued = bool(shared) and self.queue.depth(deployment.name) > 0
             admission = None if queued else await self._acquire(ticket)
             if admission is None or _shared_refusal(admission):
+                queued_at = time.perf_counter()
                 admission = await self.queue.admit(
                     deployment.name,
                     principal.fairness_group,
@@ -139,6 +146,9 @@ class Governor:
                     deadline,
                     first=admission,
                 )
+                ticket.waited = time.perf_counter() - queued_at
+                if self.on_queue_wait is not None:
+                    self.on_queue_wait(deployment.name, ticket.waited, admission.ok)
         except LimitStoreUnavailable:
             raise LimitsUnavailable(
                 "The gateway's rate-limit store is unavailable; try again shortly."
@@ -194,6 +204,11 @@ class Governor:
         self.queue.notify()
         if spends:
             self._alerts.check(spends, ticket.budgets)
+            if self.on_budget_left is not None:
+                labels = {b.scope: b.label for b in ticket.budgets}
+                for spend in spends:
+                    left = max(spend.limit_nano - spend.spent_nano, 0) / NANO_PER_USD
+                    self.on_budget_left(labels.get(spend.scope, spend.scope), spend.period, left)
         return cost_nano / 1e9
 
     def reprice(self, ticket: Ticket, alias: str, upstream_model: str | None) -> None:
@@ -228,6 +243,7 @@ class Governor:
                 tokens=refusal.kind == "tpm",
             )
         error.windows = admission.windows
+        error.limit = (refusal.kind, refusal.scope.partition(":")[0])
         return error
 
 

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import aiohttp
 
 from sluicegate import __version__
 from sluicegate.providers.base import UpstreamCall, UpstreamResponse, open_response
 
 USER_AGENT = f"sluicegate/{__version__}"
+# W3C trace context, forwarded so the provider's side of a trace joins the caller's. With
+# tracing on, the pipeline has already put the gateway's attempt span here; with tracing
+# off, the client's own values pass through unchanged, so a trace the client started still
+# reaches the provider (the gateway is then simply not part of it).
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def trace_headers(client_headers: Mapping[str, str]) -> dict[str, str]:
+    """The trace context headers present in ``client_headers`` (names lower-case)."""
+    return {name: client_headers[name] for name in TRACE_HEADERS if name in client_headers}
 
 
 class AnthropicProvider:
@@ -23,6 +35,7 @@ class AnthropicProvider:
             for name, value in call.client_headers.items()
             if name.startswith("anthropic-")
         }
+        headers.update(trace_headers(call.client_headers))
         headers.setdefault("anthropic-version", self._default_version)
         headers["content-type"] = "application/json"
         headers["user-agent"] = USER_AGENT

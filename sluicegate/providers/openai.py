@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import aiohttp
 
-from sluicegate.providers.anthropic import USER_AGENT
+from sluicegate.providers.anthropic import USER_AGENT, trace_headers
 from sluicegate.providers.base import UpstreamCall, UpstreamResponse, open_response
 
 CHAT_PATH = "/chat/completions"
@@ -22,10 +22,12 @@ class OpenAIProvider:
 
     @staticmethod
     def headers_for(call: UpstreamCall) -> dict[str, str]:
-        # No client header is forwarded: organisation/project headers belong to the
-        # gateway's upstream account, not to the partner calling it.
+        # No client header is forwarded but the trace context (see anthropic.TRACE_HEADERS):
+        # organisation/project headers belong to the gateway's upstream account, not to
+        # the partner calling it.
         deployment = call.deployment
-        headers = dict(deployment.extra_headers)
+        headers = trace_headers(call.client_headers)
+        headers.update(deployment.extra_headers)
         headers["content-type"] = "application/json"
         headers["user-agent"] = USER_AGENT
         if call.stream:

@@ -15,6 +15,7 @@ import pytest
 from sluicegate.api.asgi import Request
 from sluicegate.api.relay import relay_stream
 from sluicegate.delivery.setup import build_deliverer
+from sluicegate.observe.hub import Observability
 from sluicegate.observe.logging import RequestLog
 from sluicegate.pipeline import Pipeline
 from sluicegate.policy.auth import KeyCache
@@ -65,6 +66,7 @@ async def test_bug_before_any_byte_is_an_anthropic_500(
             build_governor(settings, MemoryBackend()),
             None,
             build_deliverer(settings, router),
+            Observability(settings),
         )
         scope = {
             "type": "http",

@@ -12,7 +12,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 import orjson
@@ -141,13 +141,17 @@ async def json_body(receive: Receive, request: Request) -> Any:
     return payload
 
 
+class HasHeaders(Protocol):
+    def header(self, name: str) -> str | None: ...
+
+
 class Gate:
     """The admin token check: Bearer or x-api-key, compared in constant time."""
 
     def __init__(self, token: bytes | None) -> None:
         self._token = token
 
-    def check(self, request: Request) -> None:
+    def check(self, request: HasHeaders) -> None:
         if self._token is None:
             raise PermissionDenied("The admin API is off: set admin_token in the configuration.")
         offered = credentials_from_headers(

@@ -1,0 +1,142 @@
+"""One place the data path reports to: metrics, traces, the anomaly detector.
+
+The pipeline calls :meth:`Observability.started` when a request arrives, wraps each
+upstream call with :meth:`Observability.attempt`, and calls :meth:`Observability.finished`
+once when the request settles. Each is a handful of dict updates when tracing is off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+
+from sluicegate.observe.anomaly import AnomalyDetector
+from sluicegate.observe.gateway_metrics import BREAKER_VALUES, GatewayMetrics
+from sluicegate.observe.metrics import Labels
+from sluicegate.observe.metrics_export import METRICS_DIR_ENV, MetricsExporter
+from sluicegate.observe.tracing import Tracing
+from sluicegate.providers.base import UpstreamCall, UpstreamResponse
+from sluicegate.record import RequestRecord
+from sluicegate.settings import Settings
+
+SendUpstream = Callable[[UpstreamCall], Awaitable[UpstreamResponse]]
+# What counts as a failure for anomaly detection: the gateway or an upstream failed
+# (5xx, 529 overloaded, 502/504 transport). Client errors and the gateway's own rate-limit
+# refusals are the partner's doing, not an anomaly of the service.
+_FAILED_FROM = 500
+
+
+class Observability:
+    def __init__(self, settings: Settings) -> None:
+        self.metrics = GatewayMetrics(settings.metrics.max_series)
+        self.exporter = MetricsExporter(self.metrics.set, os.environ.get(METRICS_DIR_ENV))
+        self.tracing = Tracing(settings.tracing)
+        anomaly = settings.alerts.anomaly
+        self.anomalies = AnomalyDetector(anomaly) if anomaly.enabled else None
+        self._in_flight = self.metrics.in_flight
+        self._streams = self.metrics.streams
+
+    async def start(self) -> None:
+        await self.exporter.start()
+
+    async def close(self) -> None:
+        await self.exporter.close()
+        self.tracing.shutdown()
+
+    # -- scrape-time sources -----------------------------------------------------------
+
+    def watch_breakers(self, states: Callable[[], Mapping[str, str]]) -> None:
+        def source() -> Iterable[tuple[Labels, float]]:
+            return [((name,), BREAKER_VALUES[state]) for name, state in states().items()]
+
+        self.metrics.add_source(
+            "sluicegate_breaker_state",
+            "Circuit breaker per deployment: 0 closed, 1 half-open, 2 open.",
+            ("deployment",),
+            source,
+            "max",
+        )
+
+    def watch_queues(self, depths: Callable[[], dict[str, int]]) -> None:
+        self.metrics.add_source(
+            "sluicegate_admission_queue_depth",
+            "Requests waiting in the fair queue for a shared capacity.",
+            ("deployment",),
+            lambda: [((name,), float(depth)) for name, depth in depths().items()],
+            "sum",
+        )
+
+    # -- the request path ----------------------------------------------------------------
+
+    def started(self, record: RequestRecord, surface: str, traceparent: str | None,
+                tracestate: str | None) -> None:
+        self._in_flight.add((surface,), 1)
+        if self.tracing.enabled:
+            record.trace = self.tracing.start_request(
+                record.endpoint, surface, traceparent, tracestate
+            )
+
+    def stream_started(self, surface: str) -> None:
+        self._streams.add((surface,), 1)
+
+    def stream_ended(self, surface: str) -> None:
+        self._streams.add((surface,), -1)
+
+    def attempt(self, record: RequestRecord, send: SendUpstream) -> SendUpstream:
+        """``send`` counting each upstream call's outcome (and tracing it when on)."""
+        attempts = self.metrics.attempts
+        trace = record.trace
+
+        async def counted(call: UpstreamCall) -> UpstreamResponse:
+            name = call.deployment.name
+            span = None
+            if trace is not None:
+                span = trace.start_attempt(
+                    name, call.deployment.provider, _upstream_model(call), record.attempts + 1
+                )
+                call = dataclasses.replace(
+                    call, client_headers=span.apply_to(call.client_headers)
+                )
+            record.attempts += 1
+            if record.upstream_started is None:
+                record.upstream_started = time.perf_counter()
+            try:
+                upstream = await send(call)
+            except BaseException as exc:
+                attempts.inc((name, "transport_error"))
+                if span is not None:
+                    span.finish(None, getattr(exc, "error_type", type(exc).__name__))
+                raise
+            attempts.inc((name, str(upstream.status)))
+            if span is not None:
+                span.finish(upstream.status, None)
+            return upstream
+
+        return counted
+
+    def finished(self, record: RequestRecord) -> None:
+        self._in_flight.add((record.surface,), -1)
+        record.finished_at = time.perf_counter()
+        self.metrics.request_done(record)
+        if record.trace is not None:
+            record.trace.finish(record)
+        if self.anomalies is not None and record.key_id is not None:
+            subject = record.partner_name or f"key {record.key_name}"
+            self.anomalies.observe(
+                subject,
+                record.status >= _FAILED_FROM,
+                record.finished_at - record.started,
+                record.cost_usd,
+            )
+
+    def queue_waited(self, deployment: str, seconds: float, admitted: bool) -> None:
+        self.metrics.queue_wait.observe((deployment, "true" if admitted else "false"), seconds)
+
+    def budget_spent(self, budget: str, period: str, remaining_usd: float) -> None:
+        self.metrics.budget_remaining.set((budget, period), remaining_usd)
+
+
+def _upstream_model(call: UpstreamCall) -> str:
+    return call.deployment.upstream_model or call.deployment.alias
