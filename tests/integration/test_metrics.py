@@ -211,6 +211,19 @@ def test_rejections_retries_fallbacks_and_breakers_show(
     assert total(got, "sluicegate_breaker_state", deployment="backup") == 0
 
 
+def test_budget_remaining_follows_the_spend(gateway: Gateway) -> None:
+    key = gateway.create_key("budgeted", "--budget", "5", "--budget-period", "monthly")
+    client = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    spent = 0.0
+    for _ in range(2):
+        message = client.messages.create(model="priced", max_tokens=50, messages=USER)
+        spent += message.usage.input_tokens * 3e-6 + message.usage.output_tokens * 15e-6
+    got = scrape(gateway.url)
+    left = total(got, "sluicegate_budget_remaining_usd", budget="key 'budgeted'", period="monthly")
+    assert left == pytest.approx(5 - spent, abs=1e-9)
+    assert total(got, "sluicegate_cost_usd_total", key_name="budgeted") == pytest.approx(spent)
+
+
 def test_metrics_can_require_the_admin_token(tmp_path: Path, upstream: FakeUpstream) -> None:
     gw = start_gateway(tmp_path, upstream, extra_config={"metrics": {"auth": "admin_token"}})
     try:
