@@ -69,7 +69,7 @@ class RequestRecord:
             "upstream_request_id": self.upstream_request_id,
             "latency_ms": round((now - self.started) * 1000, 2),
         }
-        if self.attempts > 1:
+        if self.attempts:
             out["attempts"] = self.attempts
         if self.overhead is not None:
             out["overhead_ms"] = round(self.overhead * 1000, 3)

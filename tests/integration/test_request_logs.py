@@ -58,7 +58,7 @@ def test_one_line_per_request_with_names_and_numbers_and_no_body(
     assert line["input_tokens"] == message.usage.input_tokens
     assert line["output_tokens"] == message.usage.output_tokens
     assert line["latency_ms"] > 0 and 0 < line["overhead_ms"] < line["latency_ms"]
-    assert "cost_usd" in line
+    assert "cost_usd" in line and line["attempts"] == 1
     text = json.dumps(line)
     assert PROMPT not in text and "8128" not in text
     assert key not in gateway.log_text()
