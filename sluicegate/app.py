@@ -233,6 +233,7 @@ class Gateway:
         governor.on_queue_wait = observe.queue_waited
         governor.on_budget_left = observe.budget_spent
         observe.watch_queues(governor.queue.depths)
+        deliverer.on_attempt = observe.attempted
         breakers = deliverer.breakers
         if breakers is not None:
             observe.watch_breakers(breakers.states)

@@ -60,7 +60,7 @@ from sluicegate.errors import (
     render_openai,
     sse_error_event,
 )
-from sluicegate.observe.hub import Observability
+from sluicegate.observe.hub import Observability, SendUpstream
 from sluicegate.observe.logging import RequestLog
 from sluicegate.policy.auth import KeyCache, Principal, credentials_from_headers
 from sluicegate.policy.estimate import estimate_input_tokens
@@ -266,10 +266,15 @@ class Pipeline:
 
         def prepare(route: Route) -> tuple[UpstreamCall, Translation | None]:
             translation = translation_for(surface.name, route.deployment.provider, endpoint)
-            return self._upstream_call(route, parsed, request, endpoint, translation), translation
+            call = self._upstream_call(route, parsed, request, endpoint, translation)
+            if record.upstream_started is None:  # the gateway's own time ends here
+                record.upstream_started = time.perf_counter()
+            return call, translation
 
-        send_upstream = self._observe.attempt(record, self._send)
-        opened = await self._deliverer.open(plan, prepare, send_upstream, deadline, parsed.stream)
+        call_upstream: SendUpstream = self._send
+        if record.trace is not None:
+            call_upstream = self._observe.traced(record, call_upstream)
+        opened = await self._deliverer.open(plan, prepare, call_upstream, deadline, parsed.stream)
         answered = time.perf_counter()
         call, translation, upstream = opened.call, opened.translation, opened.upstream
         deployment = opened.route.deployment

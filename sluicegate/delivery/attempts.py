@@ -94,6 +94,9 @@ class Deliverer:
         self._track = settings.strategy != "weighted"
         self.upstream_limits = UpstreamLimits(settings.upstream_low_fraction)
         self.request_timeout = settings.request_timeout
+        # Told of every upstream call's end: (deployment, status or None on a transport
+        # failure). For metrics.
+        self.on_attempt: Callable[[str, int | None], None] | None = None
         # Whether any deployment has a context window (else requests need no estimate).
         self._windows = router.has_context_windows()
 
@@ -281,6 +284,8 @@ class Deliverer:
                 upstream.close()
             error = exc if isinstance(exc, GatewayError) else _deadline_error()
             verdict = classify_transport(error)
+            if self.on_attempt is not None:
+                self.on_attempt(name, None)
             self._record(name, ok=False, ttfb=None)
             self._log_failure(name, attempt, verdict)
             return None, error, verdict
@@ -292,6 +297,8 @@ class Deliverer:
             if self.breakers is not None:
                 self.breakers.release(name)
             raise
+        if self.on_attempt is not None:
+            self.on_attempt(name, upstream.status)
         ok = verdict.outcome is not Outcome.RETRY
         if upstream.status == 429 and not ok:
             # Rate limited, not unwell: the retry honours its retry-after and the upstream

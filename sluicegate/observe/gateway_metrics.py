@@ -13,12 +13,13 @@ never the string a client sent: clients cannot grow the label space.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sluicegate.observe.metrics import (
     LATENCY_BUCKETS,
     OVERHEAD_BUCKETS,
     WAIT_BUCKETS,
+    Cell,
     Counter,
     Gauge,
     Histogram,
@@ -36,6 +37,8 @@ Source = Callable[[], Iterable[tuple[Labels, float]]]
 class GatewayMetrics:
     def __init__(self, max_series: int = 10_000) -> None:
         self.set = MetricSet()
+        self._handles: dict[tuple[Any, ...], _Handle] = {}
+        self._max_handles = max_series
         n = max_series
         request = ("surface", "endpoint", "gen_ai_request_model", "deployment")
         self.requests = self._add(
@@ -170,46 +173,104 @@ class GatewayMetrics:
         self.set.add(Gauge(name, documentation, labelnames, merge, source))  # type: ignore[arg-type]
 
     def request_done(self, record: RequestRecord) -> None:
-        """Count one finished request (called once per request, at settle)."""
-        surface, provider = record.surface, record.provider
+        """Count one finished request (called once per request, at settle).
+
+        The series a request touches depend only on its labels: they are looked up once per
+        label combination and kept in ``_handles``, so a request costs one dict lookup and
+        a few additions instead of a dozen label tuples and lookups."""
         model = record.alias or ""
-        # Before routing (unknown model, bad request) the deployment is not known either.
-        deployment = (record.deployment or "") if model else ""
-        partner = record.partner_name or ""
-        key = record.key_name or ""
-        endpoint = record.endpoint
-        self.requests.inc(
-            (surface, endpoint, model, deployment, provider, partner, key,
-             str(record.status), record.error_type or "")
+        key = (
+            record.surface,
+            record.endpoint,
+            model,
+            # Before routing (unknown model, bad request) the deployment is not known either.
+            (record.deployment or "") if model else "",
+            record.provider,
+            record.partner_name or "",
+            record.key_name or "",
+            record.status,
+            record.error_type or "",
+            record.stream,
         )
-        stream = "true" if record.stream else "false"
-        self.duration.observe(
-            (surface, endpoint, model, deployment, stream), record.finished_at - record.started
-        )
+        handle = self._handles.get(key)
+        if handle is None:
+            handle = self._handle(key)
+        handle.requests[0] += 1
+        self.duration.observe_in(handle.duration, record.finished_at - record.started)
+        # The series below only exist for requests that have such a value (a refusal has
+        # no time to first token and no tokens): made at first use.
         if record.first_token_at is not None:
-            self.ttft.observe(
-                (surface, endpoint, model, deployment), record.first_token_at - record.started
-            )
+            if handle.ttft is None:
+                handle.ttft = self.ttft.series(handle.request)
+            self.ttft.observe_in(handle.ttft, record.first_token_at - record.started)
         if record.overhead is not None:
-            self.overhead.observe((surface, endpoint, stream), record.overhead)
+            if handle.overhead is None:
+                handle.overhead = self.overhead.series(
+                    (handle.request[0], handle.request[1], handle.stream)
+                )
+            self.overhead.observe_in(handle.overhead, record.overhead)
         usage = record.usage
         if usage is not None:
-            labels = (model, deployment, partner, key)
-            tokens = self.tokens
-            for kind, count in (
-                ("input", usage.input_tokens),
-                ("output", usage.output_tokens),
-                ("cache_read", usage.cache_read_input_tokens),
-                ("cache_write", usage.cache_creation_input_tokens),
-            ):
-                if count > 0:
-                    tokens.inc((*labels, kind), count)
-            if record.cost_usd > 0:
-                self.cost.inc(labels, record.cost_usd)
+            if handle.tokens is None:
+                handle.tokens = tuple(
+                    self.tokens.cell((*handle.usage, kind)) for kind in TOKEN_TYPES
+                )
+                handle.cost = self.cost.cell(handle.usage)
+            tokens = handle.tokens
+            tokens[0][0] += usage.input_tokens
+            tokens[1][0] += usage.output_tokens
+            tokens[2][0] += usage.cache_read_input_tokens
+            tokens[3][0] += usage.cache_creation_input_tokens
+            handle.cost[0] += record.cost_usd  # type: ignore[index]
         if record.limited is not None:
-            self.rejections.inc((*record.limited, partner, key))
+            self.rejections.inc((*record.limited, key[5], key[6]))
         if record.attempts > 1:
             self.retries.inc((model,), record.attempts - 1)
         served = record.served_alias
         if served is not None and served != model:
             self.fallbacks.inc((model, served))
+
+    def _handle(self, key: tuple[Any, ...]) -> _Handle:
+        surface, endpoint, model, deployment, provider, partner, key_name, status, error = key[:9]
+        stream = "true" if key[9] else "false"
+        request = (surface, endpoint, model, deployment)
+        usage = (model, deployment, partner, key_name)
+        handle = _Handle(
+            request,
+            usage,
+            stream,
+            self.requests.cell((*request, provider, partner, key_name, str(status), error)),
+            self.duration.series((*request, stream)),
+        )
+        if len(self._handles) >= self._max_handles:
+            self._handles.clear()  # a cache only: the series stay in their metrics
+        self._handles[key] = handle
+        return handle
+
+
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
+
+
+class _Handle:
+    """The series one label combination of finished requests updates."""
+
+    __slots__ = (
+        "cost", "duration", "overhead", "request", "requests", "stream", "tokens", "ttft",
+        "usage",
+    )
+
+    def __init__(
+        self,
+        request: Labels,
+        usage: Labels,
+        stream: str,
+        requests: Cell,
+        duration: list[float],
+    ) -> None:
+        self.request, self.usage, self.stream = request, usage, stream
+        self.requests = requests
+        self.duration = duration
+        self.ttft: list[float] | None = None
+        self.overhead: list[float] | None = None
+        self.tokens: tuple[Cell, ...] | None = None
+        self.cost: Cell | None = None

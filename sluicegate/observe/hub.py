@@ -14,13 +14,14 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from sluicegate.observe.anomaly import AnomalyDetector
 from sluicegate.observe.gateway_metrics import BREAKER_VALUES, GatewayMetrics
-from sluicegate.observe.metrics import Labels
+from sluicegate.observe.metrics import Cell, Labels
 from sluicegate.observe.metrics_export import METRICS_DIR_ENV, MetricsExporter
 from sluicegate.observe.tracing import Tracing
 from sluicegate.providers.base import UpstreamCall, UpstreamResponse
 from sluicegate.record import RequestRecord
 from sluicegate.settings import Settings
 
+SURFACE_NAMES = ("anthropic", "openai")
 SendUpstream = Callable[[UpstreamCall], Awaitable[UpstreamResponse]]
 # What counts as a failure for anomaly detection: the gateway or an upstream failed
 # (5xx, 529 overloaded, 502/504 transport). Client errors and the gateway's own rate-limit
@@ -35,8 +36,11 @@ class Observability:
         self.tracing = Tracing(settings.tracing)
         anomaly = settings.alerts.anomaly
         self.anomalies = AnomalyDetector(anomaly) if anomaly.enabled else None
-        self._in_flight = self.metrics.in_flight
-        self._streams = self.metrics.streams
+        # Cells kept for the request path: bumped in place, no label lookups.
+        in_flight, streams = self.metrics.in_flight, self.metrics.streams
+        self._in_flight = {s: in_flight.cell((s,)) for s in SURFACE_NAMES}
+        self._streams = {s: streams.cell((s,)) for s in SURFACE_NAMES}
+        self._attempt_cells: dict[tuple[str, int | None], Cell] = {}
 
     async def start(self) -> None:
         await self.exporter.start()
@@ -72,52 +76,54 @@ class Observability:
 
     def started(self, record: RequestRecord, surface: str, traceparent: str | None,
                 tracestate: str | None) -> None:
-        self._in_flight.add((surface,), 1)
+        self._in_flight[surface][0] += 1
         if self.tracing.enabled:
             record.trace = self.tracing.start_request(
                 record.endpoint, surface, traceparent, tracestate
             )
 
     def stream_started(self, surface: str) -> None:
-        self._streams.add((surface,), 1)
+        self._streams[surface][0] += 1
 
     def stream_ended(self, surface: str) -> None:
-        self._streams.add((surface,), -1)
+        self._streams[surface][0] -= 1
 
-    def attempt(self, record: RequestRecord, send: SendUpstream) -> SendUpstream:
-        """``send`` counting each upstream call's outcome (and tracing it when on)."""
-        attempts = self.metrics.attempts
+    def attempted(self, deployment: str, status: int | None) -> None:
+        """One upstream call ended: its status, or None for a transport failure (the
+        deliverer reports every attempt here)."""
+        cell = self._attempt_cells.get((deployment, status))
+        if cell is None:
+            outcome = "transport_error" if status is None else str(status)
+            cell = self.metrics.attempts.cell((deployment, outcome))
+            if len(self._attempt_cells) < 10_000:
+                self._attempt_cells[(deployment, status)] = cell
+        cell[0] += 1
+
+    def traced(self, record: RequestRecord, send: SendUpstream) -> SendUpstream:
+        """``send`` with a span per upstream call, its trace context sent upstream (only
+        for requests being traced)."""
         trace = record.trace
+        assert trace is not None
 
-        async def counted(call: UpstreamCall) -> UpstreamResponse:
-            name = call.deployment.name
-            span = None
-            if trace is not None:
-                span = trace.start_attempt(
-                    name, call.deployment.provider, _upstream_model(call), record.attempts + 1
-                )
-                call = dataclasses.replace(
-                    call, client_headers=span.apply_to(call.client_headers)
-                )
+        async def traced_send(call: UpstreamCall) -> UpstreamResponse:
             record.attempts += 1
-            if record.upstream_started is None:
-                record.upstream_started = time.perf_counter()
+            span = trace.start_attempt(
+                call.deployment.name, call.deployment.provider, _upstream_model(call),
+                record.attempts,
+            )
+            call = dataclasses.replace(call, client_headers=span.apply_to(call.client_headers))
             try:
                 upstream = await send(call)
             except BaseException as exc:
-                attempts.inc((name, "transport_error"))
-                if span is not None:
-                    span.finish(None, getattr(exc, "error_type", type(exc).__name__))
+                span.finish(None, getattr(exc, "error_type", type(exc).__name__))
                 raise
-            attempts.inc((name, str(upstream.status)))
-            if span is not None:
-                span.finish(upstream.status, None)
+            span.finish(upstream.status, None)
             return upstream
 
-        return counted
+        return traced_send
 
     def finished(self, record: RequestRecord) -> None:
-        self._in_flight.add((record.surface,), -1)
+        self._in_flight[record.surface][0] -= 1
         record.finished_at = time.perf_counter()
         self.metrics.request_done(record)
         if record.trace is not None:

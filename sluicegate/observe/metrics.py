@@ -15,6 +15,7 @@ under the value ``other``.
 
 from __future__ import annotations
 
+import contextlib
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Literal
@@ -32,6 +33,9 @@ OVERHEAD_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 )
 WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+Cell = list[float]  # [value]: a series' value, held in a list so it can be bumped in place
 
 
 class _Metric:
@@ -53,25 +57,41 @@ class _Metric:
         return (OTHER,) * len(labels)
 
 
-class Counter(_Metric):
+class _Cells(_Metric):
+    """A metric whose series are single values (counters, gauges)."""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Labels, max_series: int
+    ) -> None:
+        super().__init__(name, documentation, labelnames, max_series)
+        self.values: dict[Labels, Cell] = {}
+
+    def cell(self, labels: Labels) -> Cell:
+        """The series of ``labels`` (or the overflow series), created at 0. Callers on the
+        request path may keep it and bump ``cell[0]`` directly."""
+        cell = self.values.get(labels)
+        if cell is None:
+            labels = self._bounded(labels, len(self.values))
+            cell = self.values.get(labels)
+            if cell is None:
+                cell = self.values[labels] = [0.0]
+        return cell
+
+    def snapshot(self) -> list[tuple[Labels, float]]:
+        return [(labels, cell[0]) for labels, cell in self.values.items()]
+
+
+class Counter(_Cells):
     kind = "counter"
 
     def __init__(
         self, name: str, documentation: str, labelnames: Labels, max_series: int = 10_000
     ) -> None:
         super().__init__(name, documentation, labelnames, max_series)
-        self.values: dict[Labels, float] = {}
 
     def inc(self, labels: Labels, amount: float = 1.0) -> None:
-        values = self.values
-        current = values.get(labels)
-        if current is None:
-            labels = self._bounded(labels, len(values))
-            current = values.get(labels, 0.0)
-        values[labels] = current + amount
-
-    def snapshot(self) -> list[tuple[Labels, float]]:
-        return list(self.values.items())
+        cell = self.values.get(labels) or self.cell(labels)
+        cell[0] += amount
 
 
 class Histogram(_Metric):
@@ -92,13 +112,21 @@ class Histogram(_Metric):
         # [count per bucket ..., count above the last bound, sum]
         self.values: dict[Labels, list[float]] = {}
 
-    def observe(self, labels: Labels, value: float) -> None:
+    def series(self, labels: Labels) -> list[float]:
+        """The series of ``labels`` (or the overflow series); callers may keep it and pass
+        it to :meth:`observe_in`."""
         series = self.values.get(labels)
         if series is None:
             labels = self._bounded(labels, len(self.values))
             series = self.values.get(labels)
             if series is None:
                 series = self.values[labels] = [0.0] * (len(self.buckets) + 2)
+        return series
+
+    def observe(self, labels: Labels, value: float) -> None:
+        self.observe_in(self.values.get(labels) or self.series(labels), value)
+
+    def observe_in(self, series: list[float], value: float) -> None:
         series[bisect_left(self.buckets, value)] += 1
         series[-1] += value
 
@@ -106,7 +134,7 @@ class Histogram(_Metric):
         return [(labels, list(series)) for labels, series in self.values.items()]
 
 
-class Gauge(_Metric):
+class Gauge(_Cells):
     """A value set or moved by the gateway, or read from ``source`` at scrape time.
     ``merge`` says how the workers' values combine (in-flight counts add up; a breaker's
     state or a budget's remaining amount is the same fact seen by each worker)."""
@@ -125,29 +153,22 @@ class Gauge(_Metric):
         super().__init__(name, documentation, labelnames, max_series)
         self.merge: GaugeMerge = merge
         self.source = source
-        self.values: dict[Labels, float] = {}
 
     def add(self, labels: Labels, amount: float) -> None:
-        values = self.values
-        current = values.get(labels)
-        if current is None:
-            labels = self._bounded(labels, len(values))
-            current = values.get(labels, 0.0)
-        values[labels] = current + amount
+        cell = self.values.get(labels) or self.cell(labels)
+        cell[0] += amount
 
     def set(self, labels: Labels, value: float) -> None:
-        if labels not in self.values:
-            labels = self._bounded(labels, len(self.values))
-        self.values[labels] = value
+        cell = self.values.get(labels) or self.cell(labels)
+        cell[0] = value
 
     def snapshot(self) -> list[tuple[Labels, float]]:
         if self.source is not None:
-            try:
+            # A broken source must not break the scrape: its last values are shown.
+            with contextlib.suppress(Exception):
                 for labels, value in self.source():
                     self.set(labels, value)
-            except Exception:  # a broken source must not break the scrape
-                return list(self.values.items())
-        return list(self.values.items())
+        return super().snapshot()
 
 
 Metric = Counter | Histogram | Gauge
