@@ -66,17 +66,39 @@ _NAMES = {
 def _trio(
     surface: str, what: str, limit: int | None, remaining: int | None, reset: float | None
 ) -> HeaderList:
+    # Six of these headers go with every governed answer: the limit's bytes are cached
+    # (limits rarely change) and the reset's text is memoised per second.
     limit_name, remaining_name, reset_name = _NAMES[(surface, what)]
     reset = reset or 0.0
-    reset_value = rfc3339(time.time() + reset) if surface == "anthropic" else duration(reset)
+    if surface == "anthropic":
+        reset_value = _rfc3339_bytes(time.time() + reset)
+    else:
+        reset_value = duration(reset).encode()
+    limit_value = _LIMIT_BYTES.get(limit)
+    if limit_value is None:
+        limit_value = str(limit).encode()
+        if len(_LIMIT_BYTES) < 1000:
+            _LIMIT_BYTES[limit] = limit_value
     return [
-        (limit_name, str(limit).encode()),
-        (remaining_name, str(max(remaining or 0, 0)).encode()),
-        (reset_name, reset_value.encode()),
+        (limit_name, limit_value),
+        (remaining_name, b"%d" % max(remaining or 0, 0)),
+        (reset_name, reset_value),
     ]
 
 
+_LIMIT_BYTES: dict[int | None, bytes] = {}
 _last_rfc3339: list[tuple[int, str]] = [(-1, "")]
+_last_rfc3339_bytes: list[tuple[int, bytes]] = [(-1, b"")]
+
+
+def _rfc3339_bytes(unix: float) -> bytes:
+    second = int(unix + 0.999)
+    cached = _last_rfc3339_bytes[0]
+    if cached[0] == second:
+        return cached[1]
+    text = rfc3339(unix).encode()
+    _last_rfc3339_bytes[0] = (second, text)
+    return text
 
 
 def rfc3339(unix: float) -> str:
