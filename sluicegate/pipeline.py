@@ -293,7 +293,9 @@ class Pipeline:
             self._observe.stream_started(surface.name)
         try:
             if translation is None and not streaming:
-                body = await upstream.read()  # already read by the deliverer: no wait
+                # Read whole before the headers go out (the deliverer has read a JSON answer
+                # already; an error answer to a stream request is read here).
+                body = await upstream.read()
             # The gateway's own time: until the first upstream call, and from the
             # upstream's answer until now (the answer's headers go out next).
             record.overhead = (
