@@ -324,6 +324,13 @@ class Settings(_Strict):
                     )
         if self.limits.backend == "redis" and self.redis_url is None:
             raise ValueError("limits.backend: redis needs redis_url")
+        if self.metrics.port is not None and self.metrics.port == self.server.port:
+            raise ValueError(
+                "metrics.port: must differ from server.port (leave it unset to serve "
+                "/metrics on the API port)"
+            )
+        if self.metrics.auth == "admin_token" and self.admin_token is None:
+            raise ValueError("metrics.auth: admin_token needs admin_token to be set")
         return self
 
     def deployment_ids(self) -> list[str]:

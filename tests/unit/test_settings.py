@@ -207,3 +207,11 @@ def test_several_entries_of_one_name_are_deployments_with_their_own_ids() -> Non
     )
     name = MINIMAL_MODEL["model_name"]
     assert settings.deployment_ids() == [f"{name}#1", f"{name}#2", "eu", "other"]
+
+
+def test_metrics_settings_that_cannot_work_are_refused() -> None:
+    with pytest.raises(ConfigError, match="metrics.port"):
+        settings_from_mapping({"server": {"port": 9000}, "metrics": {"port": 9000}})
+    with pytest.raises(ConfigError, match="metrics.auth"):
+        settings_from_mapping({"metrics": {"auth": "admin_token"}})
+    assert settings_from_mapping({"metrics": {"port": 9464}}).metrics.port == 9464
