@@ -210,8 +210,8 @@ def test_several_entries_of_one_name_are_deployments_with_their_own_ids() -> Non
 
 
 def test_metrics_settings_that_cannot_work_are_refused() -> None:
-    with pytest.raises(ConfigError, match="metrics.port"):
+    with pytest.raises(ConfigError, match=r"metrics\.port"):
         settings_from_mapping({"server": {"port": 9000}, "metrics": {"port": 9000}})
-    with pytest.raises(ConfigError, match="metrics.auth"):
+    with pytest.raises(ConfigError, match=r"metrics\.auth"):
         settings_from_mapping({"metrics": {"auth": "admin_token"}})
     assert settings_from_mapping({"metrics": {"port": 9464}}).metrics.port == 9464
