@@ -25,6 +25,7 @@ from sluicegate.api.asgi import (
     Request,
     Scope,
     Send,
+    openai_path,
     request_id_header,
     send_bytes,
 )
@@ -299,34 +300,12 @@ class Gateway:
             self._components = None
 
 
-# First path segments (after /v1) of OpenAI's API: errors there answer in OpenAI's shape.
-_OPENAI_NAMESPACES = frozenset(
-    {
-        "chat",
-        "completions",
-        "responses",
-        "embeddings",
-        "models",
-        "audio",
-        "images",
-        "files",
-        "batches",
-        "moderations",
-        "assistants",
-        "threads",
-        "fine_tuning",
-        "vector_stores",
-    }
-)
-
-
 def _openai_client(path: str, request: Request) -> bool:
     """Does this request come from an OpenAI client? Anthropic's always send
     anthropic-version; otherwise the path tells."""
     if request.header("anthropic-version") is not None:
         return False
-    first = path.removeprefix("/v1").lstrip("/").split("/", 1)[0]
-    return first in _OPENAI_NAMESPACES
+    return openai_path(path)
 
 
 def create_app(settings: Settings) -> Gateway:

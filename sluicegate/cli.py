@@ -92,7 +92,8 @@ def serve(
         port=bind_port,
         workers=worker_count,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
-        http="httptools",
+        # httptools, with the gateway's limits on the request head (api/http_protocol.py).
+        http="sluicegate.api.http_protocol:GatewayHttpProtocol",
         lifespan="on",
         access_log=False,
         log_config=None,

@@ -80,6 +80,24 @@ class RequestTooLarge(GatewayError):
     should_retry = False
 
 
+class HeadersTooLarge(GatewayError):
+    """The request's header block is over the gateway's size or count limit."""
+
+    status = 431
+    error_type = "request_too_large"
+    openai_type = "invalid_request_error"
+    openai_code = "request_header_fields_too_large"
+    should_retry = False
+
+
+class UriTooLong(GatewayError):
+    status = 414
+    error_type = "request_too_large"
+    openai_type = "invalid_request_error"
+    openai_code = "uri_too_long"
+    should_retry = False
+
+
 class RateLimited(GatewayError):
     """A rate limit (requests, tokens or concurrency) of the key, partner or gateway."""
 

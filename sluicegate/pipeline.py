@@ -40,6 +40,7 @@ from sluicegate.api.asgi import (
     send_bytes,
     send_json,
 )
+from sluicegate.api.json_body import dumps_forwarded
 from sluicegate.api.openai import include_usage, openai_model_list, parse_chat
 from sluicegate.api.relay import StreamObserver, cancel_on_disconnect, relay_body, relay_stream
 from sluicegate.api.sse import SSEObserver, Usage
@@ -231,7 +232,7 @@ class Pipeline:
         client_headers = request.headers
         if translation is None and _adds_usage(parsed, deployment):
             options = parsed.payload.get("stream_options") or {}
-            body = orjson.dumps(
+            body = dumps_forwarded(
                 {
                     **parsed.payload,
                     "model": route.upstream_model,

@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-import orjson
-
+from sluicegate.api.field_types import ANTHROPIC_FIELDS, check_fields, check_messages
+from sluicegate.api.json_body import dumps_forwarded, loads_limited
 from sluicegate.catalog import UNKNOWN_RELEASE, display_name
 from sluicegate.errors import InvalidRequest
 
 MAX_MODEL_NAME = 256
+# No model generates anywhere near this many tokens; the bound keeps limit reservations and
+# budget holds (computed from max_tokens before the call) in ordinary integer ranges.
+MAX_TOKENS_LIMIT = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +36,13 @@ class ParsedRequest:
         if upstream_model == self.model:
             return self.raw
         # dicts keep their order, so only the value of "model" differs from the client's.
-        return orjson.dumps({**self.payload, "model": upstream_model})
+        return dumps_forwarded({**self.payload, "model": upstream_model})
 
 
 def load_object(raw: bytes) -> dict[str, Any]:
     if not raw:
         raise InvalidRequest("The request body is empty; a JSON object is required.")
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The request body is not valid JSON.") from None
+    payload = loads_limited(raw)
     if not isinstance(payload, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return payload
@@ -54,9 +54,24 @@ def model_name(payload: dict[str, Any]) -> str:
         raise InvalidRequest("model: Field required", param="model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("model: must be a non-empty string", param="model")
-    if len(model) > MAX_MODEL_NAME or any(ord(c) < 32 for c in model):
+    # Control characters (C0, DEL, C1) never belong in a model id, and would reach logs,
+    # metrics labels and the upstream. The name is never part of a URL or a file path.
+    if len(model) > MAX_MODEL_NAME or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in model):
         raise InvalidRequest("model: not a valid model name", param="model")
     return model
+
+
+def max_tokens_value(value: Any, name: str = "max_tokens") -> int:
+    """A token limit: an integer (not a bool) from 1 to :data:`MAX_TOKENS_LIMIT`."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidRequest(f"{name}: Input should be a valid integer", param=name)
+    if value < 1:
+        raise InvalidRequest(f"{name}: must be greater than or equal to 1", param=name)
+    if value > MAX_TOKENS_LIMIT:
+        raise InvalidRequest(
+            f"{name}: must be less than or equal to {MAX_TOKENS_LIMIT}", param=name
+        )
+    return value
 
 
 def _messages(payload: dict[str, Any]) -> None:
@@ -65,6 +80,8 @@ def _messages(payload: dict[str, Any]) -> None:
         raise InvalidRequest("messages: Field required")
     if not isinstance(messages, list):
         raise InvalidRequest("messages: Input should be a valid list")
+    check_messages(messages)
+    check_fields(payload, ANTHROPIC_FIELDS)
 
 
 def parse_messages(raw: bytes) -> ParsedRequest:
@@ -74,10 +91,7 @@ def parse_messages(raw: bytes) -> ParsedRequest:
     max_tokens = payload.get("max_tokens")
     if max_tokens is None:
         raise InvalidRequest("max_tokens: Field required")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool):
-        raise InvalidRequest("max_tokens: Input should be a valid integer")
-    if max_tokens < 1:
-        raise InvalidRequest("max_tokens: must be greater than or equal to 1")
+    max_tokens = max_tokens_value(max_tokens)
     _messages(payload)
     stream = payload.get("stream", False)
     if stream is None:

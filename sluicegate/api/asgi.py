@@ -36,6 +36,34 @@ _ID_PREFIX = "req_" + secrets.token_hex(6)
 _id_counter = itertools.count(1)
 
 
+# First path segments (after /v1) of OpenAI's API: errors there answer in OpenAI's shape
+# unless the request says it comes from an Anthropic client (anthropic-version).
+OPENAI_NAMESPACES = frozenset(
+    {
+        "chat",
+        "completions",
+        "responses",
+        "embeddings",
+        "models",
+        "audio",
+        "images",
+        "files",
+        "batches",
+        "moderations",
+        "assistants",
+        "threads",
+        "fine_tuning",
+        "vector_stores",
+    }
+)
+
+
+def openai_path(path: str) -> bool:
+    """Is ``path`` in OpenAI's API namespace (``/v1/chat/...``, ``/models`` ...)?"""
+    first = path.removeprefix("/v1").lstrip("/").split("/", 1)[0]
+    return first in OPENAI_NAMESPACES
+
+
 def new_request_id() -> str:
     """The gateway's id for one request, sent back as the ``request-id`` header."""
     return f"{_ID_PREFIX}{next(_id_counter):012x}"

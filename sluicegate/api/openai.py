@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sluicegate.api.anthropic import ParsedRequest, load_object, model_name
+from sluicegate.api.anthropic import ParsedRequest, load_object, max_tokens_value, model_name
+from sluicegate.api.field_types import OPENAI_FIELDS, check_fields, check_messages
 from sluicegate.errors import InvalidRequest
 
 # Models are listed with a fixed creation time: the gateway does not know release dates.
@@ -21,6 +22,8 @@ def parse_chat(raw: bytes) -> ParsedRequest:
         raise InvalidRequest("messages: Field required", param="messages")
     if not isinstance(messages, list):
         raise InvalidRequest("messages: Input should be a valid list", param="messages")
+    check_messages(messages)
+    check_fields(payload, OPENAI_FIELDS)
     stream = payload.get("stream", False)
     if stream is None:
         stream = False
@@ -29,9 +32,11 @@ def parse_chat(raw: bytes) -> ParsedRequest:
     options = payload.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise InvalidRequest("stream_options: must be an object", param="stream_options")
-    limit = payload.get("max_completion_tokens", payload.get("max_tokens"))
-    if limit is not None and (type(limit) is not int or limit < 1):
-        raise InvalidRequest("max_tokens: must be a positive integer", param="max_tokens")
+    limit: int | None = None
+    for name in ("max_tokens", "max_completion_tokens"):  # the latter wins when both are set
+        value = payload.get(name)
+        if value is not None:
+            limit = max_tokens_value(value, name)
     return ParsedRequest(model, stream, limit, payload, raw)
 
 

@@ -17,6 +17,7 @@ import orjson
 
 from sluicegate.api.anthropic import ParsedRequest
 from sluicegate.api.asgi import SSE_HEADERS, HeaderList, Send, send_bytes
+from sluicegate.api.json_body import dumps_forwarded
 from sluicegate.api.openai import include_usage
 from sluicegate.api.relay import (
     SHUTDOWN_ERROR_TYPE,
@@ -197,7 +198,9 @@ class _OpenAIClientAnthropicUpstream(_TranslatedExchange[AnthropicToOpenAIStream
             default_max_tokens=route.deployment.default_max_tokens,
         )
         betas = required_betas(body)
-        return orjson.dumps(body), {"anthropic-beta": ",".join(betas)} if betas else {}
+        # dumps_forwarded: tool call arguments are JSON in strings, parsed here, so they
+        # escape the body's depth limit.
+        return dumps_forwarded(body), {"anthropic-beta": ",".join(betas)} if betas else {}
 
     def upstream_error(self, status: int, body: bytes) -> bytes:
         return anthropic_error_to_openai(status, body)
@@ -249,7 +252,7 @@ class _AnthropicClientOpenAIUpstream(_TranslatedExchange[OpenAIToAnthropicStream
             upstream_model=route.upstream_model,
             quirks=route.deployment.quirks,
         )
-        return orjson.dumps(body), {}
+        return dumps_forwarded(body), {}
 
     def upstream_error(self, status: int, body: bytes) -> bytes:
         return openai_error_to_anthropic(status, body)

@@ -63,7 +63,10 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
         amount = int(match.group(1))
         if amount <= 0:
             raise ValueError("the duration must be positive")
-        return now + timedelta(seconds=amount * _UNIT_SECONDS[match.group(2)])
+        try:
+            return now + timedelta(seconds=amount * _UNIT_SECONDS[match.group(2)])
+        except OverflowError:  # past year 9999, or more seconds than timedelta holds
+            raise ValueError(f"{text!r} reaches past the year 9999") from None
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -71,7 +74,10 @@ def parse_expiry(text: str, now: datetime | None = None) -> datetime:
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
     if when <= now:
         raise ValueError(f"{text!r} is in the past")
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is in the year 10000 in UTC
+        raise ValueError(f"{text!r} reaches past the year 9999") from None
 
 
 async def create_key(

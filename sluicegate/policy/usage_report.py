@@ -44,11 +44,13 @@ def parse_instant(text: str, *, end: bool = False) -> datetime:
             start = datetime.combine(day, time(0), tzinfo=UTC)
             return start + timedelta(days=1) if end else start
         when = datetime.fromisoformat(raw)
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
         raise ValueError(
             f"{raw[:40]!r} is not an ISO date (2026-03-01) or date-time (2026-03-01T12:00Z)"
         ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:  # the day after 9999-12-31, or past it once moved to UTC
+        raise ValueError(f"{raw[:40]!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def report_range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:

@@ -1,9 +1,10 @@
 """Field validation shared by the gateway-key and partner repositories.
 
 Limits: ``rpm``, ``tpm``, ``max_parallel`` are an int >= 1 or ``None`` (no limit);
-``budget_usd`` a finite number >= 0 or ``None``; ``budget_period`` one of
+``budget_usd`` a number from 0 to :data:`MAX_BUDGET_USD` or ``None``; ``budget_period`` one of
 :data:`BUDGET_PERIODS` or ``None``. A budget without a period gets ``"monthly"``; a period
-without a budget is refused. ``weight`` (partners) is a finite number > 0.
+without a budget is refused. ``weight`` (partners) is a number from :data:`MIN_WEIGHT` to
+:data:`MAX_WEIGHT`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ __all__ = [
     "BUDGET_PERIODS",
     "DEFAULT_BUDGET_PERIOD",
     "LIMIT_FIELDS",
+    "MAX_BUDGET_USD",
     "MAX_NAME",
+    "MAX_WEIGHT",
+    "MIN_WEIGHT",
     "Stamper",
     "aware",
     "check_limits",
@@ -35,6 +39,13 @@ DEFAULT_BUDGET_PERIOD: Final = "monthly"
 LIMIT_FIELDS: Final = ("rpm", "tpm", "max_parallel", "budget_usd", "budget_period")
 MAX_NAME: Final = 200
 _INT32_MAX: Final = 2**31 - 1
+# Budgets are counted in nano-USD integers: a billion dollars keeps them far inside 64 bits
+# (a larger finite float, such as 1e308, overflowed when the key table was loaded).
+MAX_BUDGET_USD: Final = 1e9
+# Weights are relative shares (the fair queue divides by them): a million to one is plenty,
+# and the bounds keep 1/weight finite.
+MIN_WEIGHT: Final = 1e-3
+MAX_WEIGHT: Final = 1e6
 
 
 def check_name(name: Any, what: str, id_pattern: re.Pattern[str], id_shape: str) -> str:
@@ -43,7 +54,13 @@ def check_name(name: Any, what: str, id_pattern: re.Pattern[str], id_shape: str)
         raise ValueError(f"{what} name must be 1-{MAX_NAME} characters without outer spaces")
     if id_pattern.fullmatch(name):
         raise ValueError(f"{what} name must not look like a {what} id ({id_shape})")
+    if _has_control(name):  # names are printed by the CLI and written to logs
+        raise ValueError(f"{what} name must not contain control characters")
     return name
+
+
+def _has_control(text: str) -> bool:
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text)
 
 
 def aware(value: datetime | None, what: str) -> datetime | None:
@@ -111,8 +128,10 @@ def check_limits(
     budget: float | None = None
     if budget_usd is not None:
         budget = _number(budget_usd)
-        if budget is None or budget < 0:
-            raise ValueError("budget_usd must be a number >= 0 (or unset)")
+        if budget is None or not 0 <= budget <= MAX_BUDGET_USD:
+            raise ValueError(
+                f"budget_usd must be a number from 0 to {MAX_BUDGET_USD:.0f} (or unset)"
+            )
     if budget_period is not None and budget_period not in BUDGET_PERIODS:
         raise ValueError(f"budget_period must be one of {', '.join(BUDGET_PERIODS)} (or unset)")
     if budget is None and budget_period is not None:
@@ -143,14 +162,16 @@ def merge_limits(current: Any, changes: Mapping[str, Any]) -> dict[str, Any]:
 def check_models(models: Any) -> tuple[str, ...]:
     """A key's model patterns: a sequence (not a string) of non-empty strings."""
     if isinstance(models, str | bytes | Mapping) or not all(
-        isinstance(m, str) and m for m in models
+        isinstance(m, str) and m and not _has_control(m) for m in models
     ):
-        raise ValueError("models must be a sequence of non-empty model-name patterns")
+        raise ValueError(
+            "models must be a sequence of non-empty model-name patterns without control characters"
+        )
     return tuple(models)
 
 
 def check_weight(weight: Any) -> float:
     number = _number(weight)
-    if number is None or number <= 0:
-        raise ValueError("weight must be a number > 0")
+    if number is None or not MIN_WEIGHT <= number <= MAX_WEIGHT:
+        raise ValueError(f"weight must be a number from {MIN_WEIGHT} to {MAX_WEIGHT:.0f}")
     return number

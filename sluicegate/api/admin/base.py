@@ -28,6 +28,7 @@ from sluicegate.api.asgi import (
     send_bytes,
 )
 from sluicegate.api.asgi import request_id_header as rid
+from sluicegate.api.json_body import loads_limited
 from sluicegate.errors import (
     AuthenticationFailed,
     GatewayError,
@@ -115,6 +116,27 @@ def validate(model: type[BaseModel], data: Any) -> BaseModel:
         raise InvalidRequest(validation_message(exc)) from None
 
 
+# PostgreSQL stores no NUL in text or JSONB: refused up front, the same on every database,
+# instead of failing in the store.
+NUL_REFUSED = "NUL characters (\\u0000) are not accepted in admin requests."
+
+
+def _has_nul(value: Any) -> bool:
+    """Is there a NUL in any string of ``value`` (object keys included)?"""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def query_params(request: Request) -> dict[str, str]:
     """The query string as a dict; blank values count as absent, repeats are refused."""
     params: dict[str, str] = {}
@@ -125,6 +147,8 @@ def query_params(request: Request) -> dict[str, str]:
     for name, value in pairs:
         if name in params:
             raise InvalidRequest(f"{name[:40]}: given more than once")
+        if "\x00" in name or "\x00" in value:
+            raise InvalidRequest(NUL_REFUSED)
         if value != "":
             params[name] = value
     return params
@@ -132,12 +156,11 @@ def query_params(request: Request) -> dict[str, str]:
 
 async def json_body(receive: Receive, request: Request) -> Any:
     raw = await read_body(receive, request, ADMIN_BODY_LIMIT)
-    try:
-        payload = orjson.loads(raw or b"{}")
-    except orjson.JSONDecodeError:
-        raise InvalidRequest("The request body is not valid JSON.") from None
+    payload = loads_limited(raw or b"{}")
     if not isinstance(payload, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    if _has_nul(payload):
+        raise InvalidRequest(NUL_REFUSED)
     return payload
 
 
@@ -174,6 +197,8 @@ def handler(route: Route, gate: Gate) -> Handler:
             elif route.query is not None:
                 argument = validate(route.query, query_params(request))
             result = await route.run(argument)
+            payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+            body = orjson.dumps(payload)
         except ClientDisconnected:
             return
         except GatewayError as error:
@@ -183,8 +208,7 @@ def handler(route: Route, gate: Gate) -> Handler:
             log.exception("admin request %s %s failed", route.method, route.path)
             await send_error(send, InternalError("The admin request failed inside the gateway."))
             return
-        payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
-        await send_bytes(send, 200, orjson.dumps(payload), [JSON_CONTENT, rid()])
+        await send_bytes(send, 200, body, [JSON_CONTENT, rid()])
 
     return handle
 

@@ -13,12 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from sluicegate.policy.key_admin import budget_period
 from sluicegate.policy.usage_report import DEFAULT_GROUP_BY
+from sluicegate.store.fields import MAX_BUDGET_USD, MAX_WEIGHT, MIN_WEIGHT
 
 _INT32_MAX = 2**31 - 1
 
 Count = Annotated[int, Field(ge=1, le=_INT32_MAX)]
-Usd = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+# The store's bounds, stated here too so that the OpenAPI document shows them.
+Usd = Annotated[float, Field(ge=0, le=MAX_BUDGET_USD, allow_inf_nan=False)]
+Weight = Annotated[float, Field(ge=MIN_WEIGHT, le=MAX_WEIGHT, allow_inf_nan=False)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Pattern = Annotated[str, StringConstraints(min_length=1, max_length=256)]
