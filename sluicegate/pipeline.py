@@ -40,7 +40,7 @@ from sluicegate.api.asgi import (
     send_bytes,
     send_json,
 )
-from sluicegate.api.json_body import dumps_forwarded
+from sluicegate.api.json_body import dumps_forwarded, require_depth
 from sluicegate.api.openai import include_usage, openai_model_list, parse_chat
 from sluicegate.api.relay import StreamObserver, cancel_on_disconnect, relay_body, relay_stream
 from sluicegate.api.sse import SSEObserver, Usage
@@ -242,6 +242,7 @@ class Pipeline:
         elif translation is None:
             body = parsed.body_for(route.upstream_model)
         else:
+            require_depth(parsed.raw, parsed.payload)  # the translators walk the request
             body, extra_headers = translation.request(parsed, route)
             if extra_headers:
                 client_headers = {**client_headers, **extra_headers}

@@ -102,13 +102,16 @@ def test_empty_body_is_400(gateway: Gateway, fake: FakeUpstream, path: str) -> N
     assert fake.call_count() == 0
 
 
-@pytest.mark.parametrize("path", [*DATA_ROUTES, *ADMIN_BODY_ROUTES])
+# Past the limit is refused where the gateway walks the body: the admin API, and requests it
+# translates (an OpenAI client's request to the Anthropic model here). A pass-through body
+# is forwarded as it came, unwalked (see the test after the next).
+@pytest.mark.parametrize("path", ["/v1/chat/completions", *ADMIN_BODY_ROUTES])
 @pytest.mark.parametrize("kind", ["array", "object"])
 def test_nesting_past_the_limit_inside_a_request_is_400(
     gateway: Gateway, fake: FakeUpstream, path: str, kind: str
 ) -> None:
     # The body object is level 1: a field holding MAX_DEPTH levels is one too many.
-    body = with_field(path, b'"metadata": ' + nested(MAX_DEPTH, kind))
+    body = with_field(path, b'"metadata": {"deep": ' + nested(MAX_DEPTH - 1, kind) + b"}")
     error = assert_refusal(post(gateway, path, body), 400, surface_of(path))
     assert f"deeper than {MAX_DEPTH}" in error["message"]
     assert fake.call_count() == 0
@@ -128,6 +131,19 @@ def test_nesting_at_the_limit_is_forwarded(
     assert fake.call_count() == 1
     sent = fake.calls[0].json
     assert sent["metadata"]["deep"] == json.loads(nested(MAX_DEPTH - 2, "array"))
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/messages/count_tokens"])
+def test_deep_nesting_passed_through_unchanged_is_forwarded_as_it_came(
+    gateway: Gateway, fake: FakeUpstream, path: str
+) -> None:
+    """Within orjson's own parse limit, a body the gateway neither translates nor
+    re-encodes reaches the upstream byte for byte (the upstream judges it)."""
+    raw = with_field(path, b'"metadata": {"deep": ' + nested(300, "array") + b"}")
+    response = post(gateway, path, raw)
+    assert response.status == 200, response.body[:300]
+    assert fake.call_count() == 1
+    assert fake.calls[0].body == raw
 
 
 def test_deep_json_inside_tool_call_arguments_is_400(gateway: Gateway, fake: FakeUpstream) -> None:
