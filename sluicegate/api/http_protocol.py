@@ -79,8 +79,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         headers = self.headers
         if len(headers) > MAX_HEADERS:
             self._stop(HeadersTooLarge(f"The request has more than {MAX_HEADERS} headers."))
-        if self._unfinished_head or self._chunk_bytes > MAX_HEAD_BYTES:
-            # Only a head larger than one read can be over the limit: add it up then.
+        if not self._head_began_in_chunk or self._chunk_bytes > MAX_HEAD_BYTES:
+            # A head that came whole in a read no larger than the limit cannot be over it;
+            # one spread over several reads (or in a larger read) is added up.
             size = self._target_bytes + sum(len(n) + len(v) + 4 for n, v in headers)
             if size > MAX_HEAD_BYTES:
                 self._stop(

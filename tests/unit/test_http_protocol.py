@@ -179,3 +179,15 @@ def test_parser_errors_are_json_in_the_path_shape(
     assert set(body["error"]) == {"message", "type", "param", "code"}
     assert b"request-id: req_" in transport.written
     assert transport.closed
+
+
+def test_a_large_header_in_two_reads_is_431(
+    connection: tuple[GatewayHttpProtocol, Transport],
+) -> None:
+    """The head ends in a read smaller than the limit, after a first read that was larger:
+    the whole head is counted (CI once saw a 100 KB header arrive this way)."""
+    protocol, transport = connection
+    data = head(headers=3)[:-4] + b"\r\nx-big: " + b"a" * 100_000 + b"\r\n\r\n"
+    protocol.data_received(data[:70_000])
+    protocol.data_received(data[70_000:])
+    assert answer(transport)[0] == 431
