@@ -139,7 +139,7 @@ class Pipeline:
         # Anthropic's clients always send anthropic-version; OpenAI's never do.
         surface = ANTHROPIC if request.header("anthropic-version") else OPENAI
         record = RequestRecord(new_request_id(), "models", surface=surface.name)
-        self._observe.started(record, surface.name, None, None)
+        self._observe.started(record, surface.name, None)
         try:
             principal = await self._authenticate(request, record)
             allowed = [m for m in self._router.listed_models() if principal.may_use(m)]
@@ -162,9 +162,7 @@ class Pipeline:
         self, request: Request, receive: Receive, send: Send, surface: Surface, endpoint: str
     ) -> None:
         record = RequestRecord(new_request_id(), endpoint, surface=surface.name)
-        self._observe.started(
-            record, surface.name, request.header("traceparent"), request.header("tracestate")
-        )
+        self._observe.started(record, surface.name, request)
         record.session_id = request.header("x-claude-code-session-id")
         record.agent_id = request.header("x-claude-code-agent-id")
         ticket: Ticket | None = None

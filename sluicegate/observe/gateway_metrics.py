@@ -22,6 +22,7 @@ from sluicegate.observe.metrics import (
     Cell,
     Counter,
     Gauge,
+    GaugeMerge,
     Histogram,
     Labels,
     MetricSet,
@@ -166,11 +167,15 @@ class GatewayMetrics:
         return metric
 
     def add_source(
-        self, name: str, documentation: str, labelnames: Labels, source: Source, merge: str
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Labels,
+        source: Source,
+        merge: GaugeMerge,
     ) -> None:
         """A gauge read at scrape time (breaker states, queue depths)."""
-        assert merge in ("sum", "max", "min")
-        self.set.add(Gauge(name, documentation, labelnames, merge, source))  # type: ignore[arg-type]
+        self.set.add(Gauge(name, documentation, labelnames, merge, source))
 
     def request_done(self, record: RequestRecord) -> None:
         """Count one finished request (called once per request, at settle).
@@ -211,17 +216,17 @@ class GatewayMetrics:
             self.overhead.observe_in(handle.overhead, record.overhead)
         usage = record.usage
         if usage is not None:
-            if handle.tokens is None:
-                handle.tokens = tuple(
-                    self.tokens.cell((*handle.usage, kind)) for kind in TOKEN_TYPES
+            cells = handle.usage_cells
+            if cells is None:  # the four token types, then the cost
+                cells = handle.usage_cells = (
+                    *(self.tokens.cell((*handle.usage, kind)) for kind in TOKEN_TYPES),
+                    self.cost.cell(handle.usage),
                 )
-                handle.cost = self.cost.cell(handle.usage)
-            tokens = handle.tokens
-            tokens[0][0] += usage.input_tokens
-            tokens[1][0] += usage.output_tokens
-            tokens[2][0] += usage.cache_read_input_tokens
-            tokens[3][0] += usage.cache_creation_input_tokens
-            handle.cost[0] += record.cost_usd  # type: ignore[index]
+            cells[0][0] += usage.input_tokens
+            cells[1][0] += usage.output_tokens
+            cells[2][0] += usage.cache_read_input_tokens
+            cells[3][0] += usage.cache_creation_input_tokens
+            cells[4][0] += record.cost_usd
         if record.limited is not None:
             self.rejections.inc((*record.limited, key[5], key[6]))
         if record.attempts > 1:
@@ -255,8 +260,14 @@ class _Handle:
     """The series one label combination of finished requests updates."""
 
     __slots__ = (
-        "cost", "duration", "overhead", "request", "requests", "stream", "tokens", "ttft",
+        "duration",
+        "overhead",
+        "request",
+        "requests",
+        "stream",
+        "ttft",
         "usage",
+        "usage_cells",
     )
 
     def __init__(
@@ -272,5 +283,4 @@ class _Handle:
         self.duration = duration
         self.ttft: list[float] | None = None
         self.overhead: list[float] | None = None
-        self.tokens: tuple[Cell, ...] | None = None
-        self.cost: Cell | None = None
+        self.usage_cells: tuple[Cell, ...] | None = None  # four token types, then cost

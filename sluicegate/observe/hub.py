@@ -1,8 +1,9 @@
 """One place the data path reports to: metrics, traces, the anomaly detector.
 
-The pipeline calls :meth:`Observability.started` when a request arrives, wraps each
-upstream call with :meth:`Observability.attempt`, and calls :meth:`Observability.finished`
-once when the request settles. Each is a handful of dict updates when tracing is off.
+The pipeline calls :meth:`Observability.started` when a request arrives and
+:meth:`Observability.finished` once when it settles; the deliverer reports each upstream
+call to :meth:`Observability.attempted`. A traced request's upstream calls go through
+:meth:`Observability.traced` (a span each). Without tracing each is a few cell additions.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
+from sluicegate.api.asgi import Request
 from sluicegate.observe.anomaly import AnomalyDetector
 from sluicegate.observe.gateway_metrics import BREAKER_VALUES, GatewayMetrics
 from sluicegate.observe.metrics import Cell, Labels
@@ -74,12 +76,15 @@ class Observability:
 
     # -- the request path ----------------------------------------------------------------
 
-    def started(self, record: RequestRecord, surface: str, traceparent: str | None,
-                tracestate: str | None) -> None:
+    def started(self, record: RequestRecord, surface: str, request: Request | None) -> None:
+        """``request``: where a client's trace context is read from (None: not traced)."""
         self._in_flight[surface][0] += 1
-        if self.tracing.enabled:
+        if self.tracing.enabled and request is not None:
             record.trace = self.tracing.start_request(
-                record.endpoint, surface, traceparent, tracestate
+                record.endpoint,
+                surface,
+                request.header("traceparent"),
+                request.header("tracestate"),
             )
 
     def stream_started(self, surface: str) -> None:

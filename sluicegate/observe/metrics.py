@@ -61,7 +61,7 @@ class _Cells(_Metric):
     """A metric whose series are single values (counters, gauges)."""
 
     def __init__(
-        self, name: str, documentation: str, labelnames: Labels, max_series: int
+        self, name: str, documentation: str, labelnames: Labels, max_series: int = 10_000
     ) -> None:
         super().__init__(name, documentation, labelnames, max_series)
         self.values: dict[Labels, Cell] = {}
@@ -83,11 +83,6 @@ class _Cells(_Metric):
 
 class Counter(_Cells):
     kind = "counter"
-
-    def __init__(
-        self, name: str, documentation: str, labelnames: Labels, max_series: int = 10_000
-    ) -> None:
-        super().__init__(name, documentation, labelnames, max_series)
 
     def inc(self, labels: Labels, amount: float = 1.0) -> None:
         cell = self.values.get(labels) or self.cell(labels)
