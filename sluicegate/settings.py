@@ -35,6 +35,7 @@ from sluicegate.secret import (
 )
 from sluicegate.settings_delivery import RoutingSettings
 from sluicegate.settings_observe import AlertSettings, MetricsSettings, TracingSettings
+from sluicegate.settings_security import SecretsSettings
 from sluicegate.settings_policy import (
     BudgetSettings,
     LedgerSettings,
@@ -292,6 +293,7 @@ class Settings(_Strict):
     metrics: MetricsSettings = MetricsSettings()
     tracing: TracingSettings = TracingSettings()
     alerts: AlertSettings = AlertSettings()
+    secrets: SecretsSettings = SecretsSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -23,6 +23,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -30,10 +32,14 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "UTCDateTime",
+    "audit_log",
     "gateway_keys",
     "metadata",
+    "model_deployments",
     "partners",
+    "provider_credentials",
     "server_secrets",
+    "signing_keys",
     "usage_ledger",
 ]
 
@@ -104,6 +110,12 @@ gateway_keys = Table(
     # Governance (revision 0002). partner_id refers to partners.id; enforced in code.
     Column("partner_id", String(40), nullable=True, index=True),
     *_limit_columns(),
+    # Security (revision 0003). A blocked key is refused until unblocked (revocation is
+    # final); after a regeneration the previous hash still works until its expiry.
+    Column("blocked", Boolean(), nullable=False, server_default=false()),
+    Column("previous_key_hash", String(64), nullable=True, index=True),
+    Column("previous_key_expires_at", UTCDateTime(), nullable=True),
+    Column("allowed_ips", _json(), nullable=False, server_default=text("'[]'")),
 )
 
 server_secrets = Table(
@@ -124,6 +136,7 @@ partners = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
     Column("metadata", _json(), key="metadata_json", nullable=False, server_default=text("'{}'")),
+    Column("allowed_ips", _json(), nullable=False, server_default=text("'[]'")),
 )
 
 usage_ledger = Table(
@@ -157,4 +170,61 @@ usage_ledger = Table(
     Index(None, "created_at"),
     Index(None, "key_id", "created_at"),
     Index(None, "partner_id", "created_at"),
+)
+
+# Provider API keys, sealed with envelope encryption (sluicegate.crypto.envelope): the row
+# holds ciphertext, the id of the master key that wraps its data key, and a fingerprint
+# (the only thing the admin API ever shows of the secret).
+provider_credentials = Table(
+    "provider_credentials",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("provider", String(32), nullable=False),
+    Column("sealed", Text(), nullable=False),
+    Column("master_key_id", String(32), nullable=False, index=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# Models and deployments defined through the admin API, beside the config file's model_list.
+# ``params`` holds a model_list entry's fields (a credential is named, never embedded).
+model_deployments = Table(
+    "model_deployments",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("model_name", String(200), nullable=False),
+    Column("deployment_id", String(200), nullable=False, unique=True),
+    Column("params", _json(), nullable=False, server_default=text("'{}'")),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# HMAC request-signing secrets of gateway keys, sealed like provider credentials (the
+# gateway must read them back to check signatures, so they cannot be stored as hashes).
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("key_id", String(40), nullable=False, index=True),
+    Column("sealed", Text(), nullable=False),
+    Column("master_key_id", String(32), nullable=False, index=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+# Admin actions: who, what, when, from where. Never a secret in ``detail``.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    Column("created_at", UTCDateTime(), nullable=False, index=True),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target_type", String(32), nullable=True),
+    Column("target_id", String(200), nullable=True),
+    Column("source_ip", String(64), nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Column("status", Integer(), nullable=False),
+    Column("detail", _json(), nullable=False, server_default=text("'{}'")),
 )

@@ -153,8 +153,12 @@ async def test_migrated_schema_matches_table_definitions(backend: Backend) -> No
     finally:
         await engine.dispose()
     assert tables == {
+        "audit_log",
         "gateway_keys",
+        "model_deployments",
         "partners",
+        "provider_credentials",
+        "signing_keys",
         "server_secrets",
         "usage_ledger",
         VERSION_TABLE,

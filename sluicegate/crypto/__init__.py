@@ -1,0 +1,1 @@
+"""Encryption of secrets at rest (envelope encryption under master keys)."""
