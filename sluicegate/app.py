@@ -17,8 +17,9 @@ from typing import Any
 
 import aiohttp
 
-from sluicegate.api.admin import AdminApi
-from sluicegate.api.admin.base import Gate
+from sluicegate.api.admin import AdminApi, AdminContext
+from sluicegate.api.admin.gate import admin_gate
+from sluicegate.api.admin.listener import AdminListener
 from sluicegate.api.asgi import (
     JSON_CONTENT,
     Receive,
@@ -31,6 +32,7 @@ from sluicegate.api.asgi import (
 )
 from sluicegate.api.health import liveliness, readiness
 from sluicegate.api.metrics import MetricsServer, metrics_handler
+from sluicegate.crypto.keyring_source import KeyringSource
 from sluicegate.delivery.attempts import Deliverer
 from sluicegate.delivery.setup import build_deliverer, close_deliverer, start_deliverer
 from sluicegate.errors import (
@@ -46,18 +48,24 @@ from sluicegate.observe.alerts import AlertSink, install_alert_sink
 from sluicegate.observe.hub import Observability
 from sluicegate.observe.logging import RequestLog, configure_logging, logs_requests
 from sluicegate.pipeline import Pipeline
-from sluicegate.policy.auth import KeyCache
+from sluicegate.policy.auth import KeyCache, SigningSource
+from sluicegate.policy.authenticator import Authenticator, build_authenticator
 from sluicegate.policy.key_admin import key_pepper
 from sluicegate.policy.setup import Governance
 from sluicegate.providers.anthropic import AnthropicProvider
 from sluicegate.providers.base import Provider
 from sluicegate.providers.openai import OpenAIProvider
 from sluicegate.routing.router import Router
+from sluicegate.routing.sync import RouteSync
 from sluicegate.settings import Secret, Settings, embedded_defaults, load_settings
+from sluicegate.store.audit import AuditStore
+from sluicegate.store.credentials import CredentialStore
 from sluicegate.store.db import create_engine
+from sluicegate.store.deployments import DeploymentStore
 from sluicegate.store.keys import KeyStore
 from sluicegate.store.ledger import LedgerStore
 from sluicegate.store.partners import PartnerStore
+from sluicegate.store.signing_keys import SigningKeyStore
 from sluicegate.store.startup import ensure_schema
 
 Handler = Callable[[Request, Receive, Send], Awaitable[object]]
@@ -79,6 +87,9 @@ class Components:
     alerts: AlertSink | None
     deliverer: Deliverer | None = None
     metrics_server: MetricsServer | None = None
+    admin_listener: AdminListener | None = None
+    routes: RouteSync | None = None
+    auth: Authenticator | None = None
 
     async def close(self) -> None:
         # uvicorn calls this once in-flight requests finished (or shutdown_grace passed):
@@ -86,8 +97,14 @@ class Components:
         self.request_log.flush()
         if self.metrics_server is not None:
             await self.metrics_server.close()
+        if self.admin_listener is not None:
+            await self.admin_listener.close()
         await self.observe.close()
         await self.keys.stop()
+        if self.auth is not None:
+            await self.auth.close()
+        if self.routes is not None:
+            await self.routes.stop()
         await self.governance.close()
         if self.deliverer is not None:
             await close_deliverer(self.deliverer)
@@ -168,6 +185,8 @@ class Gateway:
             settings.server.key_sync_interval,
             partners,
             on_reload=governance.on_keys_loaded,
+            signing=SigningSource(SigningKeyStore(engine), KeyringSource(settings.secrets)),
+            load_signing=settings.auth.hmac.enabled,
         )
         await keys.start()
         fake = None
@@ -195,7 +214,26 @@ class Gateway:
         deliverer = build_deliverer(settings, router)
         await start_deliverer(deliverer)
         self._components.deliverer = deliverer
+        credentials = CredentialStore(engine, KeyringSource(settings.secrets))
+        # Stored deployments and credentials: routes built before the first request, then
+        # kept in step with the database (routing/sync.py).
+        routes = RouteSync(
+            router,
+            settings.model_list,
+            DeploymentStore(engine),
+            credentials,
+            credentials.keys,
+            settings.security,
+            settings.server.key_sync_interval,
+            deliverer=deliverer,
+            governor=governance.governor,
+        )
+        await routes.start()
+        self._components.routes = routes
         self._watch(observe, governance, deliverer)
+        auth = build_authenticator(settings, keys)  # JWT, HMAC, IP allow-lists
+        await auth.start()
+        self._components.auth = auth
         pipeline = Pipeline(
             keys,
             router,
@@ -207,11 +245,23 @@ class Gateway:
             deliverer,
             observe,
             settings.server.log_bodies,
+            auth=auth,
         )
         admin = AdminApi(
-            settings.admin_token, store, partners, LedgerStore(engine), keys, pepper
+            settings,
+            AdminContext(
+                store,
+                partners,
+                LedgerStore(engine),
+                keys,
+                pepper,
+                audit=AuditStore(engine),
+                credentials=credentials,
+                deployments=routes,
+            ),
         )
         self._set_routes(pipeline, admin)
+        await self._serve_admin(admin)
         await self._serve_metrics(observe)
         self._started_at = time.monotonic()
         # Everything allocated so far (modules, config, pools) lives as long as the process:
@@ -245,8 +295,7 @@ class Gateway:
             return
         gate = None
         if config.auth == "admin_token":
-            token = self.settings.admin_token
-            gate = Gate(token.reveal().encode() if token is not None else None)
+            gate = admin_gate(self.settings)  # any admin token, whatever its scope
         if config.port is None:
             self._routes[("GET", config.path)] = metrics_handler(observe.exporter, gate)
             self._paths.add(config.path)
@@ -260,7 +309,11 @@ class Gateway:
 
     def _set_routes(self, pipeline: Pipeline, admin: AdminApi) -> None:
         alive = liveliness()
+        # With admin.port the admin API is served only there (_serve_admin). Listed first:
+        # the data path's own routes win should a root admin path ever equal one of them.
+        own_port = self.settings.admin.port is not None
         self._routes = {
+            **({} if own_port else admin.routes()),
             ("POST", "/v1/messages"): pipeline.messages,
             ("POST", "/v1/messages/count_tokens"): pipeline.count_tokens,
             ("GET", "/v1/models"): pipeline.list_models,
@@ -271,9 +324,22 @@ class Gateway:
             ("GET", "/health/liveliness"): alive,
             ("GET", "/health/liveness"): alive,
             ("GET", "/health/readiness"): readiness(self._readiness),
-            **admin.routes(),
         }
         self._paths = {path for _, path in self._routes}
+
+    async def _serve_admin(self, admin: AdminApi) -> None:
+        config = self.settings.admin
+        if config.port is None:
+            return
+        listener = AdminListener(
+            admin.routes(),
+            config.host or self.settings.server.host,
+            config.port,
+            self.settings.server.shutdown_grace,
+        )
+        await listener.start()
+        assert self._components is not None
+        self._components.admin_listener = listener
 
     def _readiness(self) -> tuple[bool, dict[str, str]]:
         components = self._components

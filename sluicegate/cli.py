@@ -1,4 +1,5 @@
-"""The ``sluicegate`` command: serve, keys, partners, usage, check-config, db, fake-upstream."""
+"""The ``sluicegate`` command: serve, keys, partners, credentials, secrets, usage, check-config,
+db, fake-upstream."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ import typer
 import yaml
 
 from sluicegate import __version__
+from sluicegate.cli_audit import audit
 from sluicegate.cli_common import ConfigOption, fail, run_async, settings_for
+from sluicegate.cli_credentials import credentials_app
 from sluicegate.cli_keys import keys_app
 from sluicegate.cli_partners import partners_app
+from sluicegate.cli_secrets import secrets_app
 from sluicegate.cli_usage import usage
 from sluicegate.settings import DEFAULT_PORT
 
@@ -32,7 +36,10 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema management.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(partners_app, name="partners")
+app.add_typer(credentials_app, name="credentials")
+app.add_typer(secrets_app, name="secrets")
 app.command("usage")(usage)
+app.command("audit")(audit)
 app.add_typer(db_app, name="db")
 
 

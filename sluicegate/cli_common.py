@@ -23,6 +23,14 @@ ConfigOption = Annotated[
     ),
 ]
 
+SinceOption = Annotated[
+    str | None, typer.Option(metavar="DATE", help="From this ISO date/time (UTC).")
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option(metavar="DATE", help="Up to this ISO date/time (UTC); a date is included."),
+]
+
 
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)

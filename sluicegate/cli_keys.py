@@ -1,19 +1,22 @@
-"""``sluicegate keys create|list|update|revoke``: gateway keys from the command line.
+"""``sluicegate keys create|list|update|revoke|regenerate|block|unblock``: gateway keys from
+the command line.
 
-``keys create`` prints the key alone on stdout so scripts can capture it; everything else
-goes to stderr. A key is shown once and never again: ``keys list`` shows hints only.
+``keys create`` and ``keys regenerate`` print the key alone on stdout so scripts can
+capture it; everything else goes to stderr. A key is shown once and never again: ``keys
+list`` shows hints only.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from sluicegate.cli_audit_trail import CliChange, api_fields, audited, key_ref
 from sluicegate.cli_common import ConfigOption, fail, run_async, settings_for
 from sluicegate.cli_limits import (
     BudgetOption,
@@ -29,12 +32,16 @@ from sluicegate.cli_limits import (
     opened_stores,
     option_message,
 )
-from sluicegate.policy.key_admin import create_key, key_pepper, parse_expiry
+from sluicegate.cli_signing_keys import signing_app
+from sluicegate.policy.key_admin import create_key, key_pepper, parse_expiry, regenerate_key
 from sluicegate.policy.keys import WeakKeyError
 from sluicegate.store.keys import DuplicateKeyError, KeyNotFoundError, KeyRecord
 from sluicegate.store.partners import PartnerNotFoundError
 
-keys_app = typer.Typer(help="Create, list, update and revoke gateway keys.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Create, list, update, regenerate, block and revoke gateway keys.", no_args_is_help=True
+)
+keys_app.add_typer(signing_app, name="signing-key")
 
 PartnerOption = Annotated[
     str | None,
@@ -46,6 +53,25 @@ ModelsOption = Annotated[
     str | None,
     typer.Option(help="Comma-separated model names or patterns this key may use (default: all)."),
 ]
+AllowedIpOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allowed-ip",
+        metavar="CIDR",
+        help="Client network allowed (e.g. 10.0.0.0/8); repeat for more. On update the "
+        'list given replaces the old one; --allowed-ip "" allows any address again.',
+    ),
+]
+NameOrIdArgument = Annotated[str, typer.Argument(help="The key's name or id.")]
+# As /key/regenerate: a week at most.
+MAX_GRACE_SECONDS = 7 * 86400
+
+
+def allowed_ips(values: list[str] | None) -> list[str] | None:
+    """The networks given with --allowed-ip (None: option not given; [] after ``""``)."""
+    if values is None:
+        return None
+    return [v.strip() for v in values if v.strip()]
 
 
 def _status(record: KeyRecord, now: datetime) -> str:
@@ -53,6 +79,8 @@ def _status(record: KeyRecord, now: datetime) -> str:
         return "revoked"
     if record.expires_at is not None and record.expires_at <= now:
         return "expired"
+    if record.blocked:
+        return "blocked"
     return "active"
 
 
@@ -61,10 +89,8 @@ def _models(text: str) -> list[str]:
 
 
 async def _partner_id(stores: Stores, partner: str) -> str:
-    try:
-        return (await stores.partners.get(partner)).id
-    except PartnerNotFoundError:
-        fail(f"--partner: no partner named or with id {partner[:80]!r}")
+    """Raises PartnerNotFoundError: the command reports it (and the audit log records it)."""
+    return (await stores.partners.get(partner)).id
 
 
 @keys_app.command("create")
@@ -90,6 +116,7 @@ def keys_create(
     max_parallel: MaxParallelOption = None,
     budget: BudgetOption = None,
     budget_period: BudgetPeriodOption = None,
+    allowed_ip: AllowedIpOption = None,
 ) -> None:
     """Create a gateway key and print it (alone, on stdout). It is shown only once."""
     settings = settings_for(config, lenient=True)
@@ -101,6 +128,17 @@ def keys_create(
     limits = limit_fields(
         rpm=rpm, tpm=tpm, max_parallel=max_parallel, budget=budget, period=budget_period
     )
+    given: dict[str, Any] = {
+        "key_alias": name,
+        "models": allowed if models is not None else None,
+        "duration": expires,
+        "partner": partner,
+        "allowed_ips": allowed_ips(allowed_ip),
+    }
+    request = {k: v for k, v in given.items() if v is not None}
+    if key is not None:
+        request["key"] = None  # imported: the field is recorded, never its value
+    change = CliChange("key.generate", "key", {**request, **api_fields(limits)}, ref=name)
 
     async def work() -> tuple[KeyRecord, str]:
         async with opened_stores(settings) as stores:
@@ -114,17 +152,18 @@ def keys_create(
                 expires_at=expires_at,
                 value=key,
                 partner_id=partner_id,
+                allowed_ips=allowed_ips(allowed_ip) or [],
                 **limits,
             )
 
     try:
-        record, value = run_async(work())
+        record, value = audited(settings, change, work(), lambda done: done[0].id)
     except WeakKeyError as exc:
         fail(f"--key: {exc}")
     except DuplicateKeyError as exc:
         fail(str(exc))
-    except PartnerNotFoundError:  # deleted meanwhile
-        fail(f"--partner: no partner named or with id {partner!r}")
+    except PartnerNotFoundError:
+        fail(f"--partner: no partner named or with id {(partner or '')[:80]!r}")
     except ValueError as exc:
         fail(option_message(exc))
     typer.echo(value)
@@ -147,6 +186,11 @@ def _key_row(record: KeyRecord, partner_names: dict[str, str], now: datetime) ->
         "max_parallel": record.max_parallel,
         "budget_usd": record.budget_usd,
         "budget_period": record.budget_period,
+        "blocked": record.blocked,
+        "allowed_ips": list(record.allowed_ips),
+        "previous_key_expires_at": record.previous_key_expires_at.isoformat()
+        if record.previous_key_valid(now) and record.previous_key_expires_at
+        else None,
     }
 
 
@@ -215,8 +259,10 @@ def keys_update(
     max_parallel: MaxParallelOption = None,
     budget: BudgetOption = None,
     budget_period: BudgetPeriodOption = None,
+    allowed_ip: AllowedIpOption = None,
 ) -> None:
-    """Change a key's models, expiry, partner, limits or budget (only the options given).
+    """Change a key's models, expiry, partner, limits, budget or allowed networks (only the
+    options given).
 
     Running gateways apply the change within server.key_sync_interval.
     """
@@ -228,6 +274,8 @@ def keys_update(
         changes["name"] = rename
     if models is not None:
         changes["models"] = _models(models)
+    if allowed_ip is not None:
+        changes["allowed_ips"] = allowed_ips(allowed_ip)
     if expires is not None:
         try:
             never = expires.strip().lower() == "never"
@@ -236,6 +284,14 @@ def keys_update(
             fail(f"--expires: {exc}")
     if not changes and partner is None:
         fail("nothing to change: give at least one option (see --help)")
+    request: dict[str, Any] = key_ref(name_or_id)
+    for field, value in api_fields(changes).items():
+        if field == "name":  # the admin API renames a key named by id with key_alias
+            field = "key_alias" if "key_id" in request else "rename"
+        request[field] = value
+    if partner is not None:
+        request["partner"] = partner.strip() or None
+    change = CliChange("key.update", "key", request, ref=name_or_id)
 
     async def work() -> KeyRecord:
         async with opened_stores(settings) as stores:
@@ -246,13 +302,13 @@ def keys_update(
             return await stores.keys.update(name_or_id, changes)
 
     try:
-        record = run_async(work())
+        record = audited(settings, change, work(), lambda done: done.id)
     except KeyNotFoundError:
         fail(f"no key named or with id {name_or_id[:80]!r}")
     except DuplicateKeyError as exc:
         fail(str(exc))
-    except PartnerNotFoundError:  # deleted meanwhile
-        fail(f"--partner: no partner named or with id {partner!r}")
+    except PartnerNotFoundError:
+        fail(f"--partner: no partner named or with id {(partner or '')[:80]!r}")
     except ValueError as exc:
         fail(option_message(exc))
     typer.echo(f"updated key {record.name!r} ({record.id})", err=True)
@@ -266,12 +322,92 @@ def keys_revoke(
     """Revoke a key. Running gateways stop accepting it within server.key_sync_interval."""
     settings = settings_for(config, lenient=True)
 
+    # As /key/delete, which takes lists of names or ids.
+    ref_field = "key_ids" if "key_id" in key_ref(name_or_id) else "key_aliases"
+    change = CliChange("key.delete", "key", {ref_field: [name_or_id]}, ref=name_or_id)
+
     async def work() -> KeyRecord:
         async with opened_stores(settings) as stores:
             return await stores.keys.revoke(name_or_id)
 
     try:
-        record = run_async(work())
+        record = audited(settings, change, work(), lambda done: done.id)
     except KeyNotFoundError:
         fail(f"no key named or with id {name_or_id!r}")
     typer.echo(f"revoked key {record.name!r} ({record.id})", err=True)
+
+
+@keys_app.command("regenerate")
+def keys_regenerate(
+    name_or_id: NameOrIdArgument,
+    config: ConfigOption = None,
+    grace: Annotated[
+        int,
+        typer.Option(
+            "--grace",
+            metavar="SECONDS",
+            min=0,
+            max=MAX_GRACE_SECONDS,
+            help="Seconds the old key keeps working beside the new one (default 0: it stops "
+            "at once).",
+        ),
+    ] = 0,
+) -> None:
+    """Give a key a new secret and print it (alone, on stdout; shown only once). The key
+    keeps its name, id, limits and history."""
+    settings = settings_for(config, lenient=True)
+    request = {**key_ref(name_or_id), "grace_period": grace}
+    # A revoked key (ValueError) is a conflict, as on /key/regenerate.
+    change = CliChange("key.regenerate", "key", request, ref=name_or_id, invalid_status=409)
+
+    async def work() -> tuple[KeyRecord, str]:
+        async with opened_stores(settings) as stores:
+            pepper = await key_pepper(settings, stores.keys)
+            return await regenerate_key(stores.keys, pepper, name_or_id, timedelta(seconds=grace))
+
+    try:
+        record, value = audited(settings, change, work(), lambda done: done[0].id)
+    except KeyNotFoundError:
+        fail(f"no key named or with id {name_or_id[:80]!r}")
+    except (DuplicateKeyError, ValueError) as exc:
+        fail(str(exc))
+    typer.echo(value)
+    ends = record.previous_key_expires_at
+    after = (
+        f"the old key works until {ends:%Y-%m-%d %H:%M:%S} UTC"
+        if ends is not None
+        else "the old key no longer works"
+    )
+    typer.echo(f"regenerated key {record.name!r} ({record.id}); {after}", err=True)
+
+
+def _set_blocked(name_or_id: str, config: ConfigOption, blocked: bool) -> None:
+    settings = settings_for(config, lenient=True)
+    action = "key.block" if blocked else "key.unblock"
+    change = CliChange(action, "key", key_ref(name_or_id), ref=name_or_id, invalid_status=409)
+
+    async def work() -> KeyRecord:
+        async with opened_stores(settings) as stores:
+            return await stores.keys.set_blocked(name_or_id, blocked)
+
+    try:
+        record = audited(settings, change, work(), lambda done: done.id)
+    except KeyNotFoundError:
+        fail(f"no key named or with id {name_or_id[:80]!r}")
+    except ValueError as exc:  # revoked
+        fail(str(exc))
+    verb = "blocked" if blocked else "unblocked"
+    typer.echo(f"{verb} key {record.name!r} ({record.id})", err=True)
+
+
+@keys_app.command("block")
+def keys_block(name_or_id: NameOrIdArgument, config: ConfigOption = None) -> None:
+    """Refuse a key until it is unblocked. Running gateways apply it within
+    server.key_sync_interval."""
+    _set_blocked(name_or_id, config, True)
+
+
+@keys_app.command("unblock")
+def keys_unblock(name_or_id: NameOrIdArgument, config: ConfigOption = None) -> None:
+    """Accept a blocked key again."""
+    _set_blocked(name_or_id, config, False)

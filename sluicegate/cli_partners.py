@@ -14,7 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sluicegate.cli_audit_trail import CliChange, api_fields, audited
 from sluicegate.cli_common import ConfigOption, fail, run_async, settings_for
+from sluicegate.cli_keys import AllowedIpOption, allowed_ips
 from sluicegate.cli_limits import (
     BudgetOption,
     BudgetPeriodOption,
@@ -61,6 +63,7 @@ def partner_row(record: PartnerRecord) -> dict[str, Any]:
         "budget_usd": record.budget_usd,
         "budget_period": record.budget_period,
         "metadata": record.metadata,
+        "allowed_ips": list(record.allowed_ips),
         "created_at": record.created_at.isoformat(),
         "updated_at": record.updated_at.isoformat(),
     }
@@ -76,21 +79,27 @@ def partners_create(
     max_parallel: MaxParallelOption = None,
     budget: BudgetOption = None,
     budget_period: BudgetPeriodOption = None,
+    allowed_ip: AllowedIpOption = None,
 ) -> None:
     """Create a partner and print its id (alone, on stdout)."""
     settings = settings_for(config, lenient=True)
-    fields = limit_fields(
+    fields: dict[str, Any] = limit_fields(
         rpm=rpm, tpm=tpm, max_parallel=max_parallel, budget=budget, period=budget_period
     )
+    fields["allowed_ips"] = allowed_ips(allowed_ip) or []
     if weight is not None:
         fields["weight"] = positive_float("--weight", weight)
+    request = {"name": name, **api_fields(fields)}
+    if allowed_ip is None:
+        del request["allowed_ips"]  # not given
+    change = CliChange("partner.new", "partner", request, ref=name)
 
     async def work() -> PartnerRecord:
         async with opened_stores(settings) as stores:
             return await stores.partners.create(name=name, **fields)
 
     try:
-        record = run_async(work())
+        record = audited(settings, change, work(), lambda done: done.id)
     except DuplicatePartnerError as exc:
         fail(str(exc))
     except ValueError as exc:
@@ -147,9 +156,11 @@ def partners_update(
     max_parallel: MaxParallelOption = None,
     budget: BudgetOption = None,
     budget_period: BudgetPeriodOption = None,
+    allowed_ip: AllowedIpOption = None,
 ) -> None:
-    """Change a partner's weight, limits or budget (only the options given; 0 removes a
-    limit or the budget). Running gateways apply it within server.key_sync_interval."""
+    """Change a partner's weight, limits, budget or allowed networks (only the options
+    given; 0 removes a limit or the budget). Running gateways apply it within
+    server.key_sync_interval."""
     settings = settings_for(config, lenient=True)
     changes = limit_changes(
         rpm=rpm, tpm=tpm, max_parallel=max_parallel, budget=budget, period=budget_period
@@ -158,15 +169,19 @@ def partners_update(
         changes["weight"] = positive_float("--weight", weight)
     if rename is not None:
         changes["name"] = rename
+    if allowed_ip is not None:
+        changes["allowed_ips"] = allowed_ips(allowed_ip)
     if not changes:
         fail("nothing to change: give at least one option (see --help)")
+    request = {"partner": name_or_id, **api_fields(changes)}
+    change = CliChange("partner.update", "partner", request, ref=name_or_id)
 
     async def work() -> PartnerRecord:
         async with opened_stores(settings) as stores:
             return await stores.partners.update(name_or_id, changes)
 
     try:
-        record = run_async(work())
+        record = audited(settings, change, work(), lambda done: done.id)
     except PartnerNotFoundError:
         fail(f"no partner named or with id {name_or_id[:80]!r}")
     except DuplicatePartnerError as exc:
@@ -180,6 +195,7 @@ def partners_update(
 def partners_delete(name_or_id: NameArgument, config: ConfigOption = None) -> None:
     """Delete a partner. Refused while active keys belong to it: revoke or move them first."""
     settings = settings_for(config, lenient=True)
+    change = CliChange("partner.delete", "partner", {"partner": name_or_id}, ref=name_or_id)
 
     async def work() -> PartnerRecord:
         async with opened_stores(settings) as stores:
@@ -188,7 +204,7 @@ def partners_delete(name_or_id: NameArgument, config: ConfigOption = None) -> No
             return record
 
     try:
-        record = run_async(work())
+        record = audited(settings, change, work(), lambda done: done.id)
     except PartnerNotFoundError:
         fail(f"no partner named or with id {name_or_id[:80]!r}")
     except PartnerInUseError as exc:

@@ -14,7 +14,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from sluicegate.cli_common import ConfigOption, fail, run_async, settings_for
+from sluicegate.cli_common import (
+    ConfigOption,
+    SinceOption,
+    UntilOption,
+    fail,
+    run_async,
+    settings_for,
+)
 from sluicegate.cli_limits import opened_stores
 from sluicegate.policy.usage_report import (
     DEFAULT_GROUP_BY,
@@ -45,13 +52,8 @@ def usage(
             "--by", metavar="GROUPS", help="Comma-separated groupings: partner, key, model, day."
         ),
     ] = ",".join(DEFAULT_GROUP_BY),
-    since: Annotated[
-        str | None, typer.Option(metavar="DATE", help="From this ISO date/time (UTC).")
-    ] = None,
-    until: Annotated[
-        str | None,
-        typer.Option(metavar="DATE", help="Up to this ISO date/time (UTC); a date is included."),
-    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
     partner: Annotated[
         str | None, typer.Option(metavar="PARTNER", help="Only this partner (name or id).")
     ] = None,

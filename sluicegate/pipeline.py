@@ -63,8 +63,10 @@ from sluicegate.errors import (
 )
 from sluicegate.observe.hub import Observability, SendUpstream
 from sluicegate.observe.logging import RequestLog
-from sluicegate.policy.auth import KeyCache, Principal, credentials_from_headers
+from sluicegate.policy.auth import KeyCache, Principal
+from sluicegate.policy.authenticator import Authenticated, Authenticator
 from sluicegate.policy.estimate import estimate_input_tokens
+from sluicegate.policy.hmac_auth import SignedRequest
 from sluicegate.policy.limits import Governor, Ticket, deadline_from
 from sluicegate.policy.ratelimit_headers import ratelimit_headers
 from sluicegate.policy.stream_usage import charged_stream_usage
@@ -109,8 +111,9 @@ class Pipeline:
         deliverer: Deliverer,
         observe: Observability,
         log_bodies: bool = False,
+        auth: Authenticator | None = None,
     ) -> None:
-        self._keys = keys
+        self._auth = auth if auth is not None else Authenticator(keys)
         self._router = router
         self._providers = providers
         self._max_body = max_body_size
@@ -141,7 +144,9 @@ class Pipeline:
         record = RequestRecord(new_request_id(), "models", surface=surface.name)
         self._observe.started(record, surface.name, None)
         try:
-            principal = await self._authenticate(request, record)
+            principal, signed = await self._authenticate(request, record)
+            if signed is not None:  # HMAC: the signature covers the body (empty, normally)
+                await _verify(signed, record, await read_body(receive, request, self._max_body))
             allowed = [m for m in self._router.listed_models() if principal.may_use(m)]
             page = (
                 model_page(allowed, request.query_string)
@@ -167,8 +172,10 @@ class Pipeline:
         record.agent_id = request.header("x-claude-code-agent-id")
         ticket: Ticket | None = None
         try:
-            principal = await self._authenticate(request, record)
+            principal, signed = await self._authenticate(request, record)
             body = await read_body(receive, request, self._max_body)
+            if signed is not None:  # HMAC: verified before anything uses the body
+                await _verify(signed, record, body)
             if self._log_bodies:
                 record.request_body = body
             parsed = _PARSERS[endpoint](body)
@@ -337,14 +344,12 @@ class Pipeline:
             if streaming:
                 self._observe.stream_ended(surface.name)
 
-    async def _authenticate(self, request: Request, record: RequestRecord) -> Principal:
-        candidates = credentials_from_headers(
-            request.header("x-api-key"), request.header("authorization")
-        )
-        principal = await self._keys.authenticate(candidates)
-        record.key_id, record.key_name = principal.key_id, principal.key_name
-        record.partner_id, record.partner_name = principal.partner_id, principal.partner_name
-        return principal
+    async def _authenticate(self, request: Request, record: RequestRecord) -> Authenticated:
+        authenticated = await self._auth.authenticate(request, record.request_id)
+        principal, signed = authenticated
+        if signed is None:  # a signed request is attributed once its body is verified
+            _attribute(record, principal)
+        return authenticated
 
     def _send(self, call: UpstreamCall) -> Awaitable[UpstreamResponse]:
         return self._providers[call.deployment.provider].send(call)
@@ -402,6 +407,16 @@ _PARSERS: dict[str, Callable[[bytes], ParsedRequest]] = {
     "count_tokens": parse_count_tokens,
     "chat_completions": parse_chat,
 }
+
+
+def _attribute(record: RequestRecord, principal: Principal) -> None:
+    record.key_id, record.key_name = principal.key_id, principal.key_name
+    record.partner_id, record.partner_name = principal.partner_id, principal.partner_name
+
+
+async def _verify(signed: SignedRequest, record: RequestRecord, body: bytes) -> None:
+    await signed.verify(body)
+    _attribute(record, signed.principal)
 
 
 def _adds_usage(parsed: ParsedRequest, deployment: Deployment) -> bool:

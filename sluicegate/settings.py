@@ -33,9 +33,10 @@ from sluicegate.secret import (  # re-exported: Secret is part of the settings A
 from sluicegate.secret import (
     Secret as Secret,
 )
+from sluicegate.settings_admin import AdminSettings, check_admin
+from sluicegate.settings_auth import AuthSettings
 from sluicegate.settings_delivery import RoutingSettings
 from sluicegate.settings_observe import AlertSettings, MetricsSettings, TracingSettings
-from sluicegate.settings_security import SecretsSettings
 from sluicegate.settings_policy import (
     BudgetSettings,
     LedgerSettings,
@@ -46,6 +47,7 @@ from sluicegate.settings_policy import (
 from sluicegate.settings_policy import (
     Strict as _Strict,
 )
+from sluicegate.settings_security import SecretsSettings, SecuritySettings
 
 DEFAULT_PORT = 8400
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
@@ -96,8 +98,6 @@ def _redact_url_password(url: str) -> str:
     if not sep or not at or ":" not in credentials:
         return url
     return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
-
-
 
 
 class Timeouts(_Strict):
@@ -153,6 +153,13 @@ class ModelEntry(_Strict):
     )
     api_base: str
     api_key: SecretRef | None = None
+    credential: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="the name of a provider credential stored in the database (sluicegate "
+        "credentials set), instead of api_key: the config file then holds no provider key",
+    )
     timeouts: TimeoutOverrides = TimeoutOverrides()
     default_max_tokens: int = Field(
         4096, ge=1, description="max_tokens sent to Anthropic when an OpenAI client sets none"
@@ -214,6 +221,23 @@ class ModelEntry(_Strict):
             raise ValueError("must be an http(s) URL without query or fragment")
         return value.rstrip("/")
 
+    @field_validator("credential")
+    @classmethod
+    def _credential_name(cls, value: str | None) -> str | None:
+        if value is not None and (
+            value != value.strip() or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value)
+        ):
+            raise ValueError("must be a credential name (no outer spaces or control characters)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> ModelEntry:
+        if self.credential is not None and self.api_key is not None:
+            raise ValueError("give api_key or credential, not both")
+        if self.credential is not None and self.uses_builtin_fake:
+            raise ValueError(f"credential: {BUILTIN_FAKE} needs no key")
+        return self
+
     @field_validator("extra_headers")
     @classmethod
     def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
@@ -269,6 +293,7 @@ class Settings(_Strict):
         "PostgreSQL (run `sluicegate db upgrade` once per release there)",
     )
     admin_token: SecretRef | None = None
+    admin: AdminSettings = AdminSettings()
     redis_url: SecretRef | None = Field(
         None, description="shared state for limits and budgets across processes and hosts"
     )
@@ -294,6 +319,8 @@ class Settings(_Strict):
     tracing: TracingSettings = TracingSettings()
     alerts: AlertSettings = AlertSettings()
     secrets: SecretsSettings = SecretsSettings()
+    security: SecuritySettings = SecuritySettings()
+    auth: AuthSettings = AuthSettings()
 
     @field_validator("database_url")
     @classmethod
@@ -311,6 +338,17 @@ class Settings(_Strict):
                     f"model_list[{index}].deployment_id: {name!r} names two deployments"
                 )
             ids.add(name)
+        for index, entry in enumerate(self.model_list):
+            refusal = None if entry.uses_builtin_fake else self.security.refusal(entry.api_base)
+            if refusal is not None:
+                raise ValueError(f"model_list[{index}].api_base ({entry.model_name}): {refusal}")
+            if entry.credential is not None and not (
+                self.secrets.master_key is not None or self.secrets.master_key_file is not None
+            ):
+                raise ValueError(
+                    f"model_list[{index}].credential ({entry.model_name}): stored credentials "
+                    "need secrets.master_key or secrets.master_key_file"
+                )
         aliases = {entry.model_name for entry in self.model_list}
         routing = self.routing
         for table, mapping in (
@@ -321,8 +359,7 @@ class Settings(_Strict):
                 unknown = [t for t in [alias, *targets] if t not in aliases]
                 if unknown:
                     raise ValueError(
-                        f"routing.{table}.{alias}: {unknown[0]!r} is not a model_name "
-                        "in model_list"
+                        f"routing.{table}.{alias}: {unknown[0]!r} is not a model_name in model_list"
                     )
         if self.limits.backend == "redis" and self.redis_url is None:
             raise ValueError("limits.backend: redis needs redis_url")
@@ -331,8 +368,13 @@ class Settings(_Strict):
                 "metrics.port: must differ from server.port (leave it unset to serve "
                 "/metrics on the API port)"
             )
-        if self.metrics.auth == "admin_token" and self.admin_token is None:
-            raise ValueError("metrics.auth: admin_token needs admin_token to be set")
+        if (
+            self.metrics.auth == "admin_token"
+            and self.admin_token is None
+            and not self.admin.tokens
+        ):
+            raise ValueError("metrics.auth: admin_token needs admin_token or admin.tokens")
+        check_admin(self.admin, self.admin_token, self.server.port, self.metrics.port)
         return self
 
     def deployment_ids(self) -> list[str]:

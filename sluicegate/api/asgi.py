@@ -80,13 +80,15 @@ class ClientDisconnected(Exception):
 class Request:
     """A read-only view of one HTTP request's scope."""
 
-    __slots__ = ("_headers", "method", "path", "query_string", "raw_headers")
+    __slots__ = ("_headers", "client", "method", "path", "query_string", "raw_headers")
 
     def __init__(self, scope: Scope) -> None:
         self.method: str = scope["method"]
         self.path: str = scope["path"]
         self.query_string: bytes = scope.get("query_string", b"")
         self.raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        # The TCP peer (host, port); None on a Unix socket. See policy/client_ip.
+        self.client: tuple[str, int] | None = scope.get("client")
         self._headers: dict[str, str] | None = None
 
     @property

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from sluicegate.crypto.envelope import Keyring, parse_master_key
+from sluicegate.secret import Secret
 from sluicegate.settings_security import SecretsSettings
 
 log = logging.getLogger("sluicegate.secrets")
@@ -30,6 +31,15 @@ NO_MASTER_KEY = (
 
 class MasterKeyMissing(Exception):
     """Secrets cannot be stored or read: no master key is configured."""
+
+
+def _parse_configured(key: Secret, setting: str) -> bytes:
+    if not key.reveal():  # a lenient command read an os.environ/ reference that is not set
+        raise MasterKeyMissing(f"{setting}: {key.source}")
+    try:
+        return parse_master_key(key.reveal())
+    except ValueError as exc:
+        raise MasterKeyMissing(f"{setting}: {exc}") from None
 
 
 def read_key_file(path: Path) -> list[bytes]:
@@ -75,9 +85,13 @@ class KeyringSource:
 
     def _from_settings(self, file_keys: list[bytes]) -> Keyring | None:
         keys = list(file_keys)
-        if self._settings.master_key is not None:
-            keys.insert(0, parse_master_key(self._settings.master_key.reveal()))
-        keys.extend(parse_master_key(k.reveal()) for k in self._settings.previous_master_keys)
+        primary = self._settings.master_key
+        if primary is not None:
+            keys.insert(0, _parse_configured(primary, "secrets.master_key"))
+        keys.extend(
+            _parse_configured(key, "secrets.previous_master_keys")
+            for key in self._settings.previous_master_keys
+        )
         if not keys:
             return None
         return Keyring(keys[0], keys[1:])
@@ -88,7 +102,12 @@ class KeyringSource:
             stamp = (status.st_mtime_ns, status.st_size)
             if stamp == self._stamp and self._keyring is not None:
                 return
-            keyring = self._from_settings(read_key_file(path))
+            file_keys = read_key_file(path)
+            if not file_keys and self._keyring is not None:
+                # Most likely a rewrite caught half-way (truncated, not yet written): the
+                # keys read before stay in use until the file holds keys again.
+                raise ValueError(f"{path} holds no key")
+            keyring = self._from_settings(file_keys)
         except (OSError, ValueError) as exc:
             if self._keyring is None:
                 raise MasterKeyMissing(f"master key file: {exc}") from None

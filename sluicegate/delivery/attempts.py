@@ -100,6 +100,10 @@ class Deliverer:
         # Whether any deployment has a context window (else requests need no estimate).
         self._windows = router.has_context_windows()
 
+    def routes_changed(self) -> None:
+        """The router's table was replaced (routing/sync.py): re-read what is cached of it."""
+        self._windows = self._router.has_context_windows()
+
     # -- the plan ----------------------------------------------------------------------
 
     def plan(self, model: str, routes: list[Route], estimate: Callable[[], int]) -> list[Route]:
@@ -356,7 +360,6 @@ class Deliverer:
             "upstream attempt failed",
             extra={"deployment": name, "attempt": attempt, "reason": verdict.reason},
         )
-
 
 
 def _fits(route: Route, input_tokens: int) -> bool:

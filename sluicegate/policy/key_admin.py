@@ -1,4 +1,5 @@
-"""Creating, importing and revoking gateway keys: shared by the CLI and the admin API.
+"""Creating, importing, regenerating and revoking gateway keys: shared by the CLI and the
+admin API.
 
 Also the vocabulary both front ends share for limits and budgets: budget periods (with
 the LiteLLM-style aliases ``1d``, ``7d``, ``30d`` ...) and expiry durations.
@@ -95,6 +96,7 @@ async def create_key(
     budget_usd: float | None = None,
     budget_period: str | None = None,
     metadata: Mapping[str, Any] | None = None,
+    allowed_ips: Sequence[str] = (),
 ) -> tuple[KeyRecord, str]:
     """Store a new key (generated, or ``value`` imported after a strength check) and
     return its record and the key itself, which is not kept anywhere.
@@ -120,5 +122,19 @@ async def create_key(
         max_parallel=max_parallel,
         budget_usd=budget_usd,
         budget_period=budget_period,
+        allowed_ips=allowed_ips,
+    )
+    return record, key
+
+
+async def regenerate_key(
+    store: KeyStore, pepper: bytes, name_or_id: str, grace: timedelta = timedelta(0)
+) -> tuple[KeyRecord, str]:
+    """Give a key a freshly generated secret and return its record and the new key (shown
+    once). The old key keeps working for ``grace``; the key keeps its id, name, limits and
+    history."""
+    key = generate_key()
+    record = await store.regenerate(
+        name_or_id, key_hash=hash_key(pepper, key), key_hint=key_hint(key), grace=grace
     )
     return record, key

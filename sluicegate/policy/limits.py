@@ -100,6 +100,12 @@ class Governor:
         self.on_queue_wait: Callable[[str, float, bool], None] | None = None
         self.on_budget_left: Callable[[str, str, float], None] | None = None
 
+    def set_capacities(self, capacities: dict[str, RateLimit]) -> None:
+        """Replace the deployment capacities (deployments defined in the database changed).
+        Requests admitted before keep what they hold; their leases settle as usual."""
+        self._capacities = capacities
+        self._shared = {}
+
     async def admit(
         self,
         principal: Principal,

@@ -20,7 +20,7 @@ from sluicegate.observe.cost import Price, PriceBook
 from sluicegate.policy.auth import Principal
 from sluicegate.policy.budgets import Budget, BudgetSeeder
 from sluicegate.policy.limits import DEPLOYMENT_PREFIX, GLOBAL_SCOPE, Governor
-from sluicegate.settings import Settings
+from sluicegate.settings import ModelEntry, Settings
 from sluicegate.state.base import LimitBackend, LimitStoreUnavailable, RateLimit
 from sluicegate.state.failover import FailoverBackend
 from sluicegate.state.memory import MemoryBackend
@@ -67,18 +67,25 @@ def build_prices(settings: Settings) -> PriceBook:
     )
 
 
-def build_governor(settings: Settings, backend: LimitBackend) -> Governor:
-    glob = settings.limits.global_
-    capacities = {
+def deployment_capacities(named: Iterable[tuple[str, ModelEntry]]) -> dict[str, RateLimit]:
+    """Deployment name -> its shared capacity limit, for the deployments that have one."""
+    return {
         name: RateLimit(
             DEPLOYMENT_PREFIX + name,
             entry.limits.rpm,
             entry.limits.tpm,
             entry.limits.max_parallel,
         )
-        for entry, name in zip(settings.model_list, settings.deployment_ids(), strict=True)
+        for name, entry in named
         if entry.limits.any
     }
+
+
+def build_governor(settings: Settings, backend: LimitBackend) -> Governor:
+    glob = settings.limits.global_
+    capacities = deployment_capacities(
+        zip(settings.deployment_ids(), settings.model_list, strict=True)
+    )
     return Governor(
         backend,
         build_prices(settings),

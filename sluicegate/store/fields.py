@@ -9,6 +9,7 @@ without a budget is refused. ``weight`` (partners) is a number from :data:`MIN_W
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -20,12 +21,14 @@ __all__ = [
     "BUDGET_PERIODS",
     "DEFAULT_BUDGET_PERIOD",
     "LIMIT_FIELDS",
+    "MAX_ALLOWED_IPS",
     "MAX_BUDGET_USD",
     "MAX_NAME",
     "MAX_WEIGHT",
     "MIN_WEIGHT",
     "Stamper",
     "aware",
+    "check_allowed_ips",
     "check_limits",
     "check_models",
     "check_name",
@@ -46,6 +49,10 @@ MAX_BUDGET_USD: Final = 1e9
 # and the bounds keep 1/weight finite.
 MIN_WEIGHT: Final = 1e-3
 MAX_WEIGHT: Final = 1e6
+# An allow-list is checked on every request of the key: a hundred networks is plenty (use a
+# wider prefix for more), and the bound keeps the check cheap.
+MAX_ALLOWED_IPS: Final = 100
+_MAX_CIDR_TEXT: Final = 64
 
 
 def check_name(name: Any, what: str, id_pattern: re.Pattern[str], id_shape: str) -> str:
@@ -175,3 +182,31 @@ def check_weight(weight: Any) -> float:
     if number is None or not MIN_WEIGHT <= number <= MAX_WEIGHT:
         raise ValueError(f"weight must be a number from {MIN_WEIGHT} to {MAX_WEIGHT:.0f}")
     return number
+
+
+def check_allowed_ips(value: Any) -> tuple[str, ...]:
+    """An IP allow-list: a sequence (not a string) of at most :data:`MAX_ALLOWED_IPS`
+    networks in CIDR notation (a bare address is its own /32 or /128), normalised by
+    :mod:`ipaddress` and without duplicates. Host bits set (``10.0.0.5/8``) are refused
+    rather than silently widened. Empty means no restriction."""
+    if value is None:
+        return ()
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, list | tuple):
+        raise ValueError("allowed_ips must be a list of CIDR networks (e.g. 10.0.0.0/8)")
+    if len(value) > MAX_ALLOWED_IPS:
+        raise ValueError(f"allowed_ips takes at most {MAX_ALLOWED_IPS} networks")
+    networks: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item or len(item) > _MAX_CIDR_TEXT:
+            raise ValueError("allowed_ips entries must be CIDR networks (e.g. 10.0.0.0/8)")
+        try:
+            network = str(ipaddress.ip_network(item.strip()))
+        except ValueError:
+            shown = item[:_MAX_CIDR_TEXT] if not _has_control(item) else "(unprintable)"
+            raise ValueError(
+                f"allowed_ips entry {shown!r} is not a CIDR network with its host bits clear"
+                " (e.g. 10.0.0.0/8 or 2001:db8::/32)"
+            ) from None
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)

@@ -7,10 +7,15 @@ Keys may belong to a partner (``partner_id``, checked to exist when written; see
 :mod:`sluicegate.store.partners`) and carry their own limits and budget (validated by
 :mod:`sluicegate.store.fields`).
 
+Security (revision 0003): a key may be *blocked* (refused until unblocked; revocation stays
+final), *regenerated* (a new secret; the old hash may keep working until
+``previous_key_expires_at``, a grace period for rolling clients over) and restricted to
+``allowed_ips`` (CIDR networks; empty means anywhere).
+
 Change detection: :meth:`KeyStore.fingerprint` returns ``(row count, revoked count,
-max(updated_at))``; creating a key changes the count, revoking or updating one moves
-``updated_at`` forward (timestamps written by one process strictly increase, even within one
-clock tick).
+max(updated_at))``; creating a key changes the count, revoking, updating, blocking,
+unblocking or regenerating one moves ``updated_at`` forward (timestamps written by one
+process strictly increase, even within one clock tick).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Row, func, or_, select, update
@@ -33,6 +38,7 @@ from sluicegate.store.fields import (
     LIMIT_FIELDS,
     Stamper,
     aware,
+    check_allowed_ips,
     check_limits,
     check_models,
     check_name,
@@ -42,7 +48,14 @@ from sluicegate.store.fields import (
 from sluicegate.store.partners import resolve_partner_id
 from sluicegate.store.tables import gateway_keys, server_secrets
 
-__all__ = ["DuplicateKeyError", "KeyNotFoundError", "KeyRecord", "KeyStore", "new_key_id"]
+__all__ = [
+    "DuplicateKeyError",
+    "KeyNotFoundError",
+    "KeyRecord",
+    "KeyStore",
+    "is_key_id",
+    "new_key_id",
+]
 
 _ID_PATTERN = re.compile(r"key_[0-9a-f]{24}")
 _HASH_PATTERN = re.compile(r"[0-9a-f]{64}")
@@ -51,7 +64,9 @@ _MAX_HINT = 32
 _MAX_SECRET_NAME = 64
 _MAX_SECRET_VALUE = 200
 _WRITE = {SQLITE_BEGIN: "IMMEDIATE"}
-_UPDATABLE = frozenset({"name", "models", "expires_at", "partner_id", *LIMIT_FIELDS, "metadata"})
+_UPDATABLE = frozenset(
+    {"name", "models", "expires_at", "partner_id", *LIMIT_FIELDS, "metadata", "allowed_ips"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +87,26 @@ class KeyRecord:
     max_parallel: int | None = None
     budget_usd: float | None = None
     budget_period: str | None = None
+    blocked: bool = False
+    previous_key_hash: str | None = field(default=None, repr=False)
+    previous_key_expires_at: datetime | None = None
+    allowed_ips: tuple[str, ...] = ()
 
     def is_active(self, now: datetime) -> bool:
-        """Not revoked and not expired at ``now``."""
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+        """Not revoked, not blocked and not expired at ``now``."""
+        return (
+            self.revoked_at is None
+            and not self.blocked
+            and (self.expires_at is None or self.expires_at > now)
+        )
+
+    def previous_key_valid(self, now: datetime) -> bool:
+        """Whether the hash replaced by the last regeneration still authenticates at ``now``."""
+        return (
+            self.previous_key_hash is not None
+            and self.previous_key_expires_at is not None
+            and self.previous_key_expires_at > now
+        )
 
 
 class DuplicateKeyError(Exception):
@@ -112,7 +143,16 @@ def _record(row: Row[Any]) -> KeyRecord:
         metadata=dict(row.metadata_json or {}),
         partner_id=row.partner_id,
         **{name: getattr(row, name) for name in LIMIT_FIELDS},
+        blocked=bool(row.blocked),
+        previous_key_hash=row.previous_key_hash,
+        previous_key_expires_at=row.previous_key_expires_at,
+        allowed_ips=tuple(row.allowed_ips or ()),
     )
+
+
+def is_key_id(text: str) -> bool:
+    """Does ``text`` have the shape of a key id (else it names a key)?"""
+    return _ID_PATTERN.fullmatch(text) is not None
 
 
 def _lookup(name_or_id: str) -> ColumnElement[bool]:
@@ -155,10 +195,12 @@ class KeyStore:
         max_parallel: int | None = None,
         budget_usd: float | None = None,
         budget_period: str | None = None,
+        allowed_ips: Sequence[str] = (),
     ) -> KeyRecord:
         """Store a new key. ``partner_id`` must name an existing partner (its id, or its
         name, stored as the id), else :class:`~sluicegate.store.partners.PartnerNotFoundError`."""
         _validate_new(name, key_hash, key_hint, models)
+        networks = check_allowed_ips(allowed_ips)
         limits = check_limits(
             rpm=rpm,
             tpm=tpm,
@@ -175,6 +217,7 @@ class KeyStore:
             "expires_at": aware(expires_at, "expires_at"),
             "revoked_at": None,
             "metadata_json": json_dict(metadata),
+            "allowed_ips": list(networks),
             **limits,
         }
         try:
@@ -190,7 +233,8 @@ class KeyStore:
         """Set the fields named in ``changes`` (``None`` clears a nullable field).
 
         Allowed: name, models, expires_at, partner_id, rpm, tpm, max_parallel, budget_usd,
-        budget_period, metadata; validated as by :meth:`create`. Bumps ``updated_at``.
+        budget_period, metadata, allowed_ips; validated as by :meth:`create`. Bumps
+        ``updated_at``.
         """
         unknown = set(changes) - _UPDATABLE
         if unknown:
@@ -204,6 +248,8 @@ class KeyStore:
             values["expires_at"] = aware(changes["expires_at"], "expires_at")
         if "metadata" in changes:
             values["metadata_json"] = json_dict(changes["metadata"])
+        if "allowed_ips" in changes:
+            values["allowed_ips"] = list(check_allowed_ips(changes["allowed_ips"]))
         try:
             async with self._writer.begin() as conn:
                 current = await self._get(conn, name_or_id, lock=True)
@@ -273,6 +319,64 @@ class KeyStore:
             )
             return await self._get(conn, record.id)
 
+    async def set_blocked(self, name_or_id: str, blocked: bool) -> KeyRecord:
+        """Block (``True``) or unblock a key. A revoked key stays revoked (refused with
+        :class:`ValueError`); setting the current state again changes nothing."""
+        async with self._writer.begin() as conn:
+            record = await self._get(conn, name_or_id, lock=True)
+            if record.revoked_at is not None:
+                raise ValueError(f"key {record.name!r} is revoked; revocation is final")
+            if record.blocked == blocked:
+                return record
+            await conn.execute(
+                update(gateway_keys)
+                .where(gateway_keys.c.id == record.id)
+                .values(blocked=blocked, updated_at=self._stamp())
+            )
+            return await self._get(conn, record.id)
+
+    async def regenerate(
+        self,
+        name_or_id: str,
+        *,
+        key_hash: str,
+        key_hint: str,
+        grace: timedelta = timedelta(0),
+    ) -> KeyRecord:
+        """Give a key a new secret (its hash and hint); the old secret keeps working for
+        ``grace`` (none by default). A grace still running from an earlier regeneration is
+        replaced: only the secret just replaced keeps working. Revoked keys are refused
+        (:class:`ValueError`); a blocked key stays blocked."""
+        if not isinstance(key_hash, str) or not _HASH_PATTERN.fullmatch(key_hash):
+            raise ValueError("key_hash must be 64 lowercase hex characters (HMAC-SHA256)")
+        if len(key_hint) > _MAX_HINT:
+            raise ValueError(f"key_hint must be at most {_MAX_HINT} characters")
+        if grace < timedelta(0):
+            raise ValueError("the grace period must not be negative")
+        try:
+            async with self._writer.begin() as conn:
+                record = await self._get(conn, name_or_id, lock=True)
+                if record.revoked_at is not None:
+                    raise ValueError(f"key {record.name!r} is revoked; revocation is final")
+                now = self._stamp()
+                keep_old = grace > timedelta(0)
+                await conn.execute(
+                    update(gateway_keys)
+                    .where(gateway_keys.c.id == record.id)
+                    .values(
+                        key_hash=key_hash,
+                        key_hint=key_hint,
+                        previous_key_hash=record.key_hash if keep_old else None,
+                        previous_key_expires_at=now + grace if keep_old else None,
+                        updated_at=now,
+                    )
+                )
+                return await self._get(conn, record.id)
+        except IntegrityError:
+            raise DuplicateKeyError(
+                "key_hash", "a key with the same secret already exists"
+            ) from None
+
     async def fingerprint(self) -> tuple[int, int, datetime | None]:
         """``(keys, revoked keys, max(updated_at))``: changes whenever a key is created,
         updated or revoked. The counts make creation and revocation visible even when hosts' clocks
@@ -285,12 +389,14 @@ class KeyStore:
         return int(row[0]), int(row[1]), row[2]
 
     async def load_active(self, now: datetime) -> builtins.list[KeyRecord]:
-        """Keys neither revoked nor expired at ``now`` (timezone-aware), oldest first."""
+        """Keys neither revoked, blocked nor expired at ``now`` (timezone-aware), oldest
+        first."""
         aware(now, "now")
         query = (
             select(gateway_keys)
             .where(
                 gateway_keys.c.revoked_at.is_(None),
+                gateway_keys.c.blocked.is_(False),
                 or_(gateway_keys.c.expires_at.is_(None), gateway_keys.c.expires_at > now),
             )
             .order_by(gateway_keys.c.created_at, gateway_keys.c.id)

@@ -1,9 +1,12 @@
 """The partner repository: teams or tenants that own gateway keys (``partners`` table).
 
-A partner carries a fair-share ``weight`` and optional limits and a budget (see
-:mod:`sluicegate.store.fields`). Keys refer to a partner by ``gateway_keys.partner_id``;
-there is no foreign key: :meth:`PartnerStore.delete` refuses while a non-revoked key refers
-to the partner, and :class:`~sluicegate.store.keys.KeyStore` only stores existing partner ids.
+A partner carries a fair-share ``weight``, optional limits and a budget (see
+:mod:`sluicegate.store.fields`) and an IP allow-list (``allowed_ips``, CIDR networks, empty
+means anywhere) that applies to all its keys.
+
+Keys refer to a partner by ``gateway_keys.partner_id``; there is no foreign key:
+:meth:`PartnerStore.delete` refuses while a non-revoked key refers to the partner, and
+:class:`~sluicegate.store.keys.KeyStore` only stores existing partner ids.
 On PostgreSQL both sides lock the partner row (delete: ``FOR UPDATE``, key writes:
 ``FOR SHARE``), so a concurrent key write and partner delete cannot both succeed.
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 import builtins
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +31,7 @@ from sluicegate.store.db import SQLITE_BEGIN
 from sluicegate.store.fields import (
     LIMIT_FIELDS,
     Stamper,
+    check_allowed_ips,
     check_limits,
     check_name,
     check_weight,
@@ -48,7 +52,7 @@ __all__ = [
 
 PARTNER_ID_PATTERN = re.compile(r"ptn_[0-9a-f]{24}")
 _ID_SHAPE = "ptn_ + 24 hex characters"
-_UPDATABLE = frozenset({"name", "weight", *LIMIT_FIELDS, "metadata"})
+_UPDATABLE = frozenset({"name", "weight", *LIMIT_FIELDS, "metadata", "allowed_ips"})
 _WRITE = {SQLITE_BEGIN: "IMMEDIATE"}
 
 
@@ -65,6 +69,7 @@ class PartnerRecord:
     created_at: datetime
     updated_at: datetime
     metadata: dict[str, Any]
+    allowed_ips: tuple[str, ...] = ()
 
 
 class DuplicatePartnerError(Exception):
@@ -93,6 +98,7 @@ def _record(row: Row[Any]) -> PartnerRecord:
         created_at=row.created_at,
         updated_at=row.updated_at,
         metadata=dict(row.metadata_json or {}),
+        allowed_ips=tuple(row.allowed_ips or ()),
     )
 
 
@@ -146,8 +152,10 @@ class PartnerStore:
         budget_usd: float | None = None,
         budget_period: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        allowed_ips: Sequence[str] = (),
     ) -> PartnerRecord:
         check_name(name, "partner", PARTNER_ID_PATTERN, _ID_SHAPE)
+        networks = check_allowed_ips(allowed_ips)
         limits = check_limits(
             rpm=rpm,
             tpm=tpm,
@@ -163,6 +171,7 @@ class PartnerStore:
             created_at=now,
             updated_at=now,
             metadata=json_dict(metadata),
+            allowed_ips=networks,
             **limits,
         )
         values = {
@@ -172,6 +181,7 @@ class PartnerStore:
             "created_at": now,
             "updated_at": now,
             "metadata_json": record.metadata,
+            "allowed_ips": list(networks),
             **limits,
         }
         try:
@@ -200,7 +210,8 @@ class PartnerStore:
     async def update(self, name_or_id: str, changes: Mapping[str, Any]) -> PartnerRecord:
         """Set the fields named in ``changes`` (``None`` clears a limit or the budget).
 
-        Allowed: name, weight, rpm, tpm, max_parallel, budget_usd, budget_period, metadata.
+        Allowed: name, weight, rpm, tpm, max_parallel, budget_usd, budget_period, metadata,
+        allowed_ips.
         """
         unknown = set(changes) - _UPDATABLE
         if unknown:
@@ -212,6 +223,8 @@ class PartnerStore:
             values["weight"] = check_weight(changes["weight"])
         if "metadata" in changes:
             values["metadata_json"] = json_dict(changes["metadata"])
+        if "allowed_ips" in changes:
+            values["allowed_ips"] = list(check_allowed_ips(changes["allowed_ips"]))
         try:
             async with self._writer.begin() as conn:
                 current = await _fetch(conn, name_or_id, lock="update")

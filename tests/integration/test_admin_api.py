@@ -23,19 +23,24 @@ from sluicegate.store.db import create_engine
 from sluicegate.store.ledger import LedgerRow, LedgerStore
 from tests.gateway_harness import ADMIN_TOKEN, Gateway
 
+# The document lists every route under /admin (other route files add theirs beside these).
 ROUTES = {
-    ("POST", "/key/generate"),
-    ("GET", "/key/info"),
-    ("GET", "/key/list"),
-    ("POST", "/key/update"),
-    ("POST", "/key/delete"),
-    ("POST", "/partner/new"),
-    ("GET", "/partner/info"),
-    ("GET", "/partner/list"),
-    ("POST", "/partner/update"),
-    ("POST", "/partner/delete"),
-    ("GET", "/usage/report"),
-    ("GET", "/openapi.json"),
+    ("POST", "/admin/key/generate"),
+    ("GET", "/admin/key/info"),
+    ("GET", "/admin/key/list"),
+    ("POST", "/admin/key/update"),
+    ("POST", "/admin/key/delete"),
+    ("POST", "/admin/key/regenerate"),
+    ("POST", "/admin/key/block"),
+    ("POST", "/admin/key/unblock"),
+    ("POST", "/admin/partner/new"),
+    ("GET", "/admin/partner/info"),
+    ("GET", "/admin/partner/list"),
+    ("POST", "/admin/partner/update"),
+    ("POST", "/admin/partner/delete"),
+    ("GET", "/admin/usage/report"),
+    ("GET", "/admin/audit/list"),
+    ("GET", "/admin/openapi.json"),
 }
 METRICS = (
     "requests",
@@ -129,13 +134,19 @@ def ledger_row(
 
 
 def test_openapi_document_lists_every_route(gateway: Gateway) -> None:
-    status, doc = call(gateway, "GET", "/openapi.json", headers={})  # no token needed
+    status, doc = call(gateway, "GET", "/admin/openapi.json", headers={})  # no token needed
     assert status == 200
     assert doc["openapi"].startswith("3.1")
     listed = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    assert listed == ROUTES
+    assert listed >= ROUTES
+    assert all(path.startswith("/admin/") for _, path in listed)
+    assert call(gateway, "GET", "/openapi.json", headers={}) == (status, doc)  # root path too
     schemes = doc["components"]["securitySchemes"]
-    assert schemes["bearer"] == {"type": "http", "scheme": "bearer", "description": "admin_token"}
+    assert schemes["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an admin token",
+    }
     schemas = doc["components"]["schemas"]
 
     def resolve(ref: dict[str, Any]) -> dict[str, Any]:
@@ -148,7 +159,7 @@ def test_openapi_document_lists_every_route(gateway: Gateway) -> None:
             assert op["summary"] and op["operationId"]
             ok_schema = op["responses"]["200"]["content"]["application/json"]["schema"]
             resolve(ok_schema)
-            if path == "/openapi.json":
+            if path == "/admin/openapi.json":
                 assert op["security"] == []
                 continue
             assert {"bearer": []} in op["security"]
@@ -156,19 +167,25 @@ def test_openapi_document_lists_every_route(gateway: Gateway) -> None:
             if method == "post":
                 body = resolve(op["requestBody"]["content"]["application/json"]["schema"])
                 assert body["additionalProperties"] is False
-    generate = doc["paths"]["/key/generate"]["post"]
+    generate = doc["paths"]["/admin/key/generate"]["post"]
     body = resolve(generate["requestBody"]["content"]["application/json"]["schema"])
     assert body["required"] == ["key_alias"]
     fields = {"rpm_limit", "tpm_limit", "max_parallel_requests", "max_budget", "budget_duration",
-              "partner", "team_id", "models", "duration", "key", "metadata"}  # fmt: skip
+              "partner", "team_id", "models", "duration", "key", "metadata",
+              "allowed_ips"}  # fmt: skip
     assert fields <= set(body["properties"])
-    params = {p["name"]: p for p in doc["paths"]["/usage/report"]["get"]["parameters"]}
+    params = {p["name"]: p for p in doc["paths"]["/admin/usage/report"]["get"]["parameters"]}
     assert set(params) == {"group_by", "since", "until", "partner", "key"}
     assert all(p["in"] == "query" and not p["required"] for p in params.values())
-    info = {p["name"] for p in doc["paths"]["/key/info"]["get"]["parameters"]}
+    info = {p["name"] for p in doc["paths"]["/admin/key/info"]["get"]["parameters"]}
     assert info == {"key_alias", "key_id", "key"}
-    assert "404" in doc["paths"]["/partner/info"]["get"]["responses"]
-    assert "409" in doc["paths"]["/partner/delete"]["post"]["responses"]
+    assert "404" in doc["paths"]["/admin/partner/info"]["get"]["responses"]
+    assert "409" in doc["paths"]["/admin/partner/delete"]["post"]["responses"]
+    regenerate = doc["paths"]["/admin/key/regenerate"]["post"]
+    body = resolve(regenerate["requestBody"]["content"]["application/json"]["schema"])
+    assert body["properties"]["grace_period"]["maximum"] == 7 * 86400
+    audit = {p["name"] for p in doc["paths"]["/admin/audit/list"]["get"]["parameters"]}
+    assert audit == {"actor", "action", "target_id", "since", "until", "limit", "cursor"}
     error = resolve(generate["responses"]["400"]["content"]["application/json"]["schema"])
     assert set(error["properties"]) == {"type", "error"}
 
@@ -176,13 +193,14 @@ def test_openapi_document_lists_every_route(gateway: Gateway) -> None:
 # --- auth --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "path"), sorted(ROUTES - {("GET", "/openapi.json")}))
+@pytest.mark.parametrize(("method", "path"), sorted(ROUTES - {("GET", "/admin/openapi.json")}))
 def test_every_admin_route_needs_the_token(gateway: Gateway, method: str, path: str) -> None:
-    body = {} if method == "POST" else None
-    for headers in ({}, {"authorization": "Bearer nope"}, {"x-api-key": ADMIN_TOKEN + "x"}):
-        status, answer = call(gateway, method, path, body, headers=headers)
-        assert status == 401, (headers, answer)
-        assert answer["error"]["type"] == "authentication_error"
+    body: dict[str, Any] | None = {} if method == "POST" else None
+    for where in (path, path.removeprefix("/admin")):  # under /admin and at the root
+        for headers in ({}, {"authorization": "Bearer nope"}, {"x-api-key": ADMIN_TOKEN + "x"}):
+            status, answer = call(gateway, method, where, body, headers=headers)
+            assert status == 401, (headers, answer)
+            assert answer["error"]["type"] == "authentication_error"
 
 
 def test_x_api_key_works_too(gateway: Gateway) -> None:

@@ -53,7 +53,7 @@ def test_memo_stays_bounded() -> None:
     r = router(entry("claude-*"))
     for i in range(10_000):
         r.resolve(f"nope-{i}")
-    assert len(r._memo) <= 4096
+    assert len(r.table.memo) <= 4096
 
 
 def test_body_passes_through_byte_identical_unless_model_changes() -> None:

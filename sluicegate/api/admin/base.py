@@ -1,33 +1,45 @@
-"""Plumbing shared by the admin routes: the route table entry, admin-token check, request
-parsing and validation (pydantic), and rendering answers and errors.
+"""Plumbing shared by the admin routes: the route table entry, the generic handler (token
+and scope check, request parsing and validation with pydantic, audit, answer) and
+rendering answers and errors.
 
 Every failure is answered in Anthropic's error shape; a validation error is a 400
 ``invalid_request_error`` naming the field. Nothing from a traceback reaches the client.
+A token of the ``read`` scope may call GET routes only; every other route is a write,
+audited by :mod:`sluicegate.api.admin.auditor` whatever its outcome.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from sluicegate.api.admin.auditor import (
+    Auditor,
+    Target,
+    default_action,
+    describe,
+    find_target,
+    target_type_of,
+)
+from sluicegate.api.admin.gate import READ_ONLY, Gate, HasHeaders
 from sluicegate.api.asgi import (
     JSON_CONTENT,
     ClientDisconnected,
     Receive,
     Request,
     Send,
+    new_request_id,
     read_body,
+    request_id_header,
     send_bytes,
 )
-from sluicegate.api.asgi import request_id_header as rid
 from sluicegate.api.json_body import loads_limited
 from sluicegate.errors import (
     AuthenticationFailed,
@@ -37,10 +49,27 @@ from sluicegate.errors import (
     PermissionDenied,
     render_anthropic,
 )
-from sluicegate.policy.auth import KeyCache, credentials_from_headers
+from sluicegate.policy.auth import KeyCache
+from sluicegate.store.audit import AuditStore
+from sluicegate.store.credentials import CredentialStore
 from sluicegate.store.keys import KeyStore
 from sluicegate.store.ledger import LedgerStore
 from sluicegate.store.partners import PartnerStore
+
+__all__ = [
+    "ADMIN_BODY_LIMIT",
+    "AdminContext",
+    "Conflict",
+    "Gate",
+    "Handler",
+    "HasHeaders",
+    "Route",
+    "handler",
+    "send_error",
+]
+
+if TYPE_CHECKING:  # no runtime import: routing is not admin plumbing
+    from sluicegate.routing.sync import RouteSync
 
 log = logging.getLogger("sluicegate.admin")
 
@@ -60,16 +89,28 @@ class Conflict(GatewayError):
 
 @dataclass(frozen=True, slots=True)
 class AdminContext:
+    """What admin routes work with. Fields added for further routes take a default, so
+    that every place building a context keeps working."""
+
     keys: KeyStore
     partners: PartnerStore
     ledger: LedgerStore
     cache: KeyCache
     pepper: bytes
+    audit: AuditStore | None = None
+    credentials: CredentialStore | None = None
+    deployments: RouteSync | None = None  # stored model deployments (models.py)
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One admin route. ``run`` gets the validated body or query model (or None)."""
+    """One admin route. ``run`` gets the validated body or query model (or None).
+
+    Audit (routes other than GET): ``action`` defaults to the path's segments joined with
+    dots (``/key/generate`` -> ``key.generate``), ``target_type`` to the first segment;
+    ``target(argument, result)`` may name the target when the default lookup of id fields
+    (see :func:`~sluicegate.api.admin.auditor.find_target`) would not find it.
+    """
 
     method: str
     path: str
@@ -81,6 +122,9 @@ class Route:
     errors: tuple[int, ...] = (400, 401, 403)
     public: bool = False
     tags: tuple[str, ...] = field(default=())
+    action: str | None = None
+    target_type: str | None = None
+    target: Target | None = None
 
 
 # Store field names -> the admin API's names, for messages from store validation.
@@ -164,55 +208,77 @@ async def json_body(receive: Receive, request: Request) -> Any:
     return payload
 
 
-class HasHeaders(Protocol):
-    def header(self, name: str) -> str | None: ...
-
-
-class Gate:
-    """The admin token check: Bearer or x-api-key, compared in constant time."""
-
-    def __init__(self, token: bytes | None) -> None:
-        self._token = token
-
-    def check(self, request: HasHeaders) -> None:
-        if self._token is None:
-            raise PermissionDenied("The admin API is off: set admin_token in the configuration.")
-        offered = credentials_from_headers(
-            request.header("x-api-key"), request.header("authorization")
-        )
-        if not any(hmac.compare_digest(c.encode(), self._token) for c in offered):
-            raise AuthenticationFailed("Invalid or missing admin token.")
-
-
-def handler(route: Route, gate: Gate) -> Handler:
-    """The ASGI handler of ``route``: authorize, parse, validate, run, answer."""
+def handler(route: Route, gate: Gate, auditor: Auditor) -> Handler:
+    """The ASGI handler of ``route``: authenticate, check the scope, parse, validate, run,
+    audit (writes), answer."""
+    write = route.method != "GET"
+    action = route.action or default_action(route.path)
+    target_type = route.target_type or target_type_of(route.path)
 
     async def handle(request: Request, receive: Receive, send: Send) -> None:
+        request_id = new_request_id()
+        actor: str | None = None
+        argument: BaseModel | None = None
+        fields: list[str] = []
+        result: BaseModel | dict[str, Any] | None = None
+        failure: GatewayError | None = None
+        body = b""
         try:
             if not route.public:
-                gate.check(request)
-            argument: BaseModel | None = None
+                try:
+                    token = gate.identify(request)
+                except AuthenticationFailed as refused:
+                    await auditor.failed_login(
+                        request=request,
+                        request_id=request_id,
+                        method=route.method,
+                        path=request.path,
+                        status=refused.status,
+                    )
+                    raise
+                actor = token.name
+                if write and token.scope != "full":
+                    raise PermissionDenied(READ_ONLY)
             if route.body is not None:
-                argument = validate(route.body, await json_body(receive, request))
+                payload = await json_body(receive, request)
+                fields = list(payload)
+                argument = validate(route.body, payload)
             elif route.query is not None:
                 argument = validate(route.query, query_params(request))
             result = await route.run(argument)
-            payload = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
-            body = orjson.dumps(payload)
+            answer = result.model_dump(mode="json") if isinstance(result, BaseModel) else result
+            body = orjson.dumps(answer)
         except ClientDisconnected:
-            return
+            return  # the request was not read in full, so nothing was done
         except GatewayError as error:
-            await send_error(send, error)
-            return
+            failure = error
         except Exception:
             log.exception("admin request %s %s failed", route.method, route.path)
-            await send_error(send, InternalError("The admin request failed inside the gateway."))
+            failure = InternalError("The admin request failed inside the gateway.")
+        if write and actor is not None:
+            detail = describe(fields, argument)
+            if failure is not None:
+                detail["error"] = failure.error_type
+            custom = route.target(argument, result) if route.target is not None else None
+            await auditor.write(
+                request=request,
+                request_id=request_id,
+                actor=actor,
+                action=action,
+                target_type=target_type,
+                target_id=custom or find_target(argument, result),
+                status=200 if failure is None else failure.status,
+                detail=detail,
+            )
+        if failure is not None:
+            await send_error(send, failure, request_id)
             return
-        await send_bytes(send, 200, body, [JSON_CONTENT, rid()])
+        await send_bytes(send, 200, body, [JSON_CONTENT, request_id_header(request_id)])
 
     return handle
 
 
-async def send_error(send: Send, error: GatewayError) -> None:
+async def send_error(send: Send, error: GatewayError, request_id: str | None = None) -> None:
     status, body, extra = render_anthropic(error)
-    await send_bytes(send, status, body, [JSON_CONTENT, rid(), *extra])
+    headers = [JSON_CONTENT, request_id_header(request_id), *extra]
+    await send_bytes(send, status, body, headers)

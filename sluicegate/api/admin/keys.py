@@ -1,4 +1,5 @@
-"""``/key/*``: generate, info, list, update and delete (revoke) gateway keys.
+"""``/key/*``: generate, info, list, update, delete (revoke), regenerate, block and unblock
+gateway keys.
 
 Every change is applied to this instance's key cache before the answer is sent; other
 instances pick it up within ``server.key_sync_interval``.
@@ -6,16 +7,17 @@ instances pick it up within ``server.key_sync_interval``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sluicegate.api.admin.base import AdminContext, Route, api_message
+from sluicegate.api.admin.base import AdminContext, Conflict, Route, api_message
 from sluicegate.api.admin.schemas import (
     DeleteKeys,
     GenerateKey,
     KeyFields,
     KeyListQuery,
     KeyRef,
+    RegenerateKey,
     UpdateKey,
 )
 from sluicegate.api.admin.views import (
@@ -24,16 +26,20 @@ from sluicegate.api.admin.views import (
     KeyInfo,
     KeyList,
     KeyView,
+    RegeneratedKey,
     key_fields,
     key_view,
 )
 from sluicegate.errors import InvalidRequest, NotFound
-from sluicegate.policy.key_admin import create_key, parse_expiry
+from sluicegate.policy.key_admin import create_key, parse_expiry, regenerate_key
 from sluicegate.policy.keys import WeakKeyError, hash_key
 from sluicegate.policy.usage_report import current_spend
 from sluicegate.state.periods import period_end
 from sluicegate.store.keys import DuplicateKeyError, KeyNotFoundError, KeyRecord
 from sluicegate.store.partners import PartnerNotFoundError, PartnerRecord
+
+# Regenerating, blocking or unblocking a revoked key is a conflict (409): revocation is final.
+_REVOCABLE = (400, 401, 403, 404, 409)
 
 # Request field -> store field, for the limits shared by keys and partners.
 LIMIT_FIELDS = {
@@ -89,6 +95,14 @@ class KeyRoutes:
             Route("POST", "/key/delete", "Revoke keys (the rows stay for the record).",
                   self.delete, DeletedKeys, body=DeleteKeys, errors=(400, 401, 403, 404),
                   tags=tags),
+            Route("POST", "/key/regenerate",
+                  "New secret for a key (shown once); the old one works for grace_period.",
+                  self.regenerate, RegeneratedKey, body=RegenerateKey, errors=_REVOCABLE,
+                  tags=tags),
+            Route("POST", "/key/block", "Refuse a key until it is unblocked.",
+                  self.block, KeyView, body=KeyRef, errors=_REVOCABLE, tags=tags),
+            Route("POST", "/key/unblock", "Accept a blocked key again.",
+                  self.unblock, KeyView, body=KeyRef, errors=_REVOCABLE, tags=tags),
         ]  # fmt: skip
 
     async def partner(self, ref: str) -> PartnerRecord:
@@ -103,8 +117,13 @@ class KeyRoutes:
     async def find(self, *, alias: str | None, key_id: str | None, value: str | None) -> KeyRecord:
         if value is not None:
             digest = hash_key(self.ctx.pepper, value)
-            for record in await self.ctx.keys.list():
+            records = await self.ctx.keys.list()
+            for record in records:
                 if record.key_hash == digest:
+                    return record
+            now = datetime.now(UTC)  # a key replaced by /key/regenerate, still in its grace
+            for record in records:
+                if record.previous_key_hash == digest and record.previous_key_valid(now):
                     return record
             raise NotFound("the given key is not known to this gateway")
         ref = key_id if key_id is not None else alias
@@ -129,6 +148,7 @@ class KeyRoutes:
                 value=body.key,
                 partner_id=partner.id if partner else None,
                 metadata=body.metadata,
+                allowed_ips=body.allowed_ips or [],
                 **limit_values(body, only_set=False),
             )
         except WeakKeyError as exc:
@@ -180,6 +200,8 @@ class KeyRoutes:
             changes["expires_at"] = expiry(body.duration)
         if "metadata" in present:
             changes["metadata"] = body.metadata or {}
+        if "allowed_ips" in present:
+            changes["allowed_ips"] = body.allowed_ips or []
         given, ref = partner_ref(body)
         if given:
             changes["partner_id"] = (await self.partner(ref)).id if ref is not None else None
@@ -209,3 +231,39 @@ class KeyRoutes:
         revoked = [await self.ctx.keys.revoke(record.id) for record in found]
         await self.ctx.cache.reload()  # effective on this instance before we answer
         return DeletedKeys(deleted_keys=[r.id for r in revoked])
+
+    async def regenerate(self, body: RegenerateKey) -> RegeneratedKey:
+        current = await self.find(alias=body.key_alias, key_id=body.key_id, value=body.key)
+        try:
+            record, key = await regenerate_key(
+                self.ctx.keys,
+                self.ctx.pepper,
+                current.id,
+                timedelta(seconds=body.grace_period),
+            )
+        except KeyNotFoundError:
+            raise NotFound(f"no key with id {current.id!r}") from None
+        except DuplicateKeyError as exc:  # 2**-256 odds: the same secret drawn twice
+            raise InvalidRequest(str(exc)) from None
+        except ValueError as exc:  # revoked
+            raise Conflict(str(exc)) from None
+        await self.ctx.cache.reload()
+        now = datetime.now(UTC)
+        return RegeneratedKey(key=key, **key_fields(record, await self.partner_names(), now))
+
+    async def block(self, body: KeyRef) -> KeyView:
+        return await self._set_blocked(body, True)
+
+    async def unblock(self, body: KeyRef) -> KeyView:
+        return await self._set_blocked(body, False)
+
+    async def _set_blocked(self, body: KeyRef, blocked: bool) -> KeyView:
+        current = await self.find(alias=body.key_alias, key_id=body.key_id, value=body.key)
+        try:
+            record = await self.ctx.keys.set_blocked(current.id, blocked)
+        except KeyNotFoundError:
+            raise NotFound(f"no key with id {current.id!r}") from None
+        except ValueError as exc:  # revoked
+            raise Conflict(str(exc)) from None
+        await self.ctx.cache.reload()  # effective on this instance before we answer
+        return key_view(record, await self.partner_names(), datetime.now(UTC))

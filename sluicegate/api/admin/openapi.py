@@ -1,5 +1,8 @@
 """The admin API described as an OpenAPI 3.1 document, built from the route table and the
-pydantic models, so the description cannot drift from what the handlers accept."""
+pydantic models, so the description cannot drift from what the handlers accept.
+
+Paths are listed under the admin prefix (``/admin/key/generate``); the same routes may also
+be served at the root (``admin.root_paths``), which the document does not repeat."""
 
 from __future__ import annotations
 
@@ -16,10 +19,12 @@ _REF = "#/components/schemas/{model}"
 _ERRORS = {
     400: "Invalid request (the message names the field).",
     401: "Missing or wrong admin token.",
-    403: "The admin API is off (no admin_token in the configuration).",
+    403: "The token has the read scope and the route writes, or the admin API is off "
+    "(no admin token in the configuration).",
     404: "No such key or partner.",
-    409: "The partner still has active keys.",
+    409: "Conflicts with the current state (a partner with active keys, a revoked key).",
     413: "Request body too large.",
+    414: "The request target (path and query string) is longer than 8 KiB.",
 }
 _SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
 
@@ -68,6 +73,7 @@ class _Schemas:
 
 
 def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
+    scope = "any admin token" if route.method == "GET" else "a full-scope admin token"
     op: dict[str, Any] = {
         "operationId": route.method.lower() + route.path.replace("/", "_").replace(".", "_"),
         "summary": route.summary,
@@ -89,10 +95,13 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
             "content": {"application/json": {"schema": schemas.ref(route.body, "validation")}},
         }
     codes = set(route.errors) | ({413} if route.body is not None else set())
+    if route.query is not None:  # a query string can push the target past the HTTP limit
+        codes.add(414)
     if route.public:
         codes -= {401, 403}
         op["security"] = []
     else:
+        op["description"] = f"Needs {scope}."
         op["security"] = _SECURITY
     error = schemas.ref(ErrorResponse, "serialization")
     for code in sorted(codes):
@@ -103,24 +112,27 @@ def _operation(route: Route, schemas: _Schemas) -> dict[str, Any]:
     return op
 
 
-def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
+def openapi_document(routes: Sequence[Route], prefix: str = "") -> dict[str, Any]:
     schemas = _Schemas()
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, schemas)
+        operation = _operation(route, schemas)
+        paths.setdefault(prefix + route.path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "sluicegate admin API",
             "version": __version__,
-            "description": "Keys, partners, limits, budgets and usage of a sluicegate gateway. "
-            "Authenticate with the configured admin_token (Authorization: Bearer or x-api-key).",
+            "description": "Keys, partners, limits, budgets, usage and the audit log of a "
+            "sluicegate gateway. Authenticate with an admin token (admin_token or "
+            "admin.tokens; Authorization: Bearer or x-api-key): a read-scope token may call "
+            "the GET routes, a full-scope token every route. Every write is audited.",
         },
         "paths": paths,
         "components": {
             "schemas": dict(sorted(schemas.components.items())),
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "description": "admin_token"},
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an admin token"},
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
             },
         },

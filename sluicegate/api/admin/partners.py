@@ -66,6 +66,7 @@ class PartnerRoutes:
                 name=body.name,
                 weight=body.weight,
                 metadata=body.metadata,
+                allowed_ips=body.allowed_ips or [],
                 **limit_values(body, only_set=False),
             )
         except DuplicatePartnerError as exc:
@@ -107,6 +108,8 @@ class PartnerRoutes:
             changes["weight"] = 1.0 if body.weight is None else body.weight
         if "metadata" in present:
             changes["metadata"] = body.metadata or {}
+        if "allowed_ips" in present:
+            changes["allowed_ips"] = body.allowed_ips or []
         if not changes:
             raise InvalidRequest("nothing to change: give at least one field besides partner")
         try:

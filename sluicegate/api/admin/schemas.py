@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from sluicegate.policy.key_admin import budget_period
 from sluicegate.policy.usage_report import DEFAULT_GROUP_BY
-from sluicegate.store.fields import MAX_BUDGET_USD, MAX_WEIGHT, MIN_WEIGHT
+from sluicegate.store.audit import MAX_AUDIT_PAGE
+from sluicegate.store.fields import MAX_ALLOWED_IPS, MAX_BUDGET_USD, MAX_WEIGHT, MIN_WEIGHT
 
 _INT32_MAX = 2**31 - 1
 
@@ -25,6 +26,10 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Ref = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Pattern = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+Cidr = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# Seven days: long enough to roll a key out over a week-end, short enough that a leaked
+# key cannot be kept alive by regenerating it.
+MAX_GRACE_SECONDS = 7 * 86400
 
 
 class Strict(BaseModel):
@@ -46,6 +51,12 @@ class Limits(Strict):
         "monthly when max_budget is set without it.",
     )
     metadata: dict[str, Any] | None = Field(None, description="Free-form JSON object.")
+    allowed_ips: list[Cidr] | None = Field(
+        None,
+        max_length=MAX_ALLOWED_IPS,
+        description="Client networks (CIDR, e.g. 10.0.0.0/8) allowed to use it; "
+        "empty/null: anywhere.",
+    )
 
     @field_validator("budget_duration")
     @classmethod
@@ -92,6 +103,15 @@ class KeyRef(Strict):
     key: Secret | None = None
 
 
+class RegenerateKey(KeyRef):
+    grace_period: int = Field(
+        0,
+        ge=0,
+        le=MAX_GRACE_SECONDS,
+        description="Seconds the old key keeps working beside the new one; 0: it stops now.",
+    )
+
+
 class KeyListQuery(Strict):
     partner: Ref | None = Field(None, description="Only this partner's keys (name or id).")
 
@@ -122,3 +142,23 @@ class UsageQuery(Strict):
     )
     partner: Ref | None = Field(None, description="Only this partner (name or id).")
     key: Ref | None = Field(None, description="Only this key (name or id).")
+
+
+class AuditListQuery(Strict):
+    actor: Ref | None = Field(None, description="Only this actor (an admin token's name).")
+    action: Ref | None = Field(
+        None, description="Only this action (key.generate), or a prefix ending in * (key.*)."
+    )
+    target_id: Ref | None = Field(None, description="Only actions on this id or name.")
+    since: str | None = Field(None, description="From this ISO date/date-time (UTC).")
+    until: str | None = Field(
+        None, description="Up to this ISO date/date-time (UTC), exclusive; a date is included."
+    )
+    # Query values arrive as text: these two are parsed leniently ("100" -> 100).
+    limit: int = Field(100, ge=1, le=MAX_AUDIT_PAGE, strict=False, description="Entries per page.")
+    cursor: int | None = Field(
+        None,
+        ge=1,
+        strict=False,
+        description="next_cursor of the previous page: the entries older than it.",
+    )

@@ -21,7 +21,8 @@ class KeyView(BaseModel):
     key_alias: str
     key_hint: str = Field(description="The key's last characters, to tell keys apart.")
     models: list[str]
-    status: Literal["active", "expired", "revoked"]
+    status: Literal["active", "blocked", "expired", "revoked"]
+    blocked: bool = Field(description="Refused until unblocked (see /key/unblock).")
     created_at: datetime
     updated_at: datetime
     expires: datetime | None
@@ -34,6 +35,10 @@ class KeyView(BaseModel):
     max_budget: float | None
     budget_duration: str | None
     metadata: dict[str, Any]
+    allowed_ips: list[str] = Field(description="Client networks allowed; empty: anywhere.")
+    previous_key_expires_at: datetime | None = Field(
+        description="After /key/regenerate with a grace period: when the old key stops working."
+    )
 
 
 class Spend(BaseModel):
@@ -56,6 +61,10 @@ class KeyList(BaseModel):
     keys: list[KeyView]
 
 
+class RegeneratedKey(GeneratedKey):
+    pass
+
+
 class DeletedKeys(BaseModel):
     deleted_keys: list[str]
 
@@ -70,6 +79,9 @@ class PartnerView(BaseModel):
     max_budget: float | None
     budget_duration: str | None
     metadata: dict[str, Any]
+    allowed_ips: list[str] = Field(
+        description="Client networks allowed for all its keys; empty: anywhere."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -122,11 +134,16 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-def key_status(record: KeyRecord, now: datetime) -> Literal["active", "expired", "revoked"]:
+def key_status(
+    record: KeyRecord, now: datetime
+) -> Literal["active", "blocked", "expired", "revoked"]:
+    """The most final state first: revoked (for good), expired, blocked (until unblocked)."""
     if record.revoked_at is not None:
         return "revoked"
     if record.expires_at is not None and record.expires_at <= now:
         return "expired"
+    if record.blocked:
+        return "blocked"
     return "active"
 
 
@@ -140,6 +157,7 @@ def key_fields(
         "key_hint": record.key_hint,
         "models": list(record.models),
         "status": key_status(record, now),
+        "blocked": record.blocked,
         "created_at": record.created_at,
         "updated_at": record.updated_at,
         "expires": record.expires_at,
@@ -152,6 +170,11 @@ def key_fields(
         "max_budget": record.budget_usd,
         "budget_duration": record.budget_period,
         "metadata": record.metadata,
+        "allowed_ips": list(record.allowed_ips),
+        # Only while it is in the future: an ended grace is of no interest.
+        "previous_key_expires_at": record.previous_key_expires_at
+        if record.previous_key_valid(now)
+        else None,
     }
 
 
@@ -170,6 +193,7 @@ def partner_fields(record: PartnerRecord) -> dict[str, Any]:
         "max_budget": record.budget_usd,
         "budget_duration": record.budget_period,
         "metadata": record.metadata,
+        "allowed_ips": list(record.allowed_ips),
         "created_at": record.created_at,
         "updated_at": record.updated_at,
     }
@@ -177,3 +201,25 @@ def partner_fields(record: PartnerRecord) -> dict[str, Any]:
 
 def partner_view(record: PartnerRecord) -> PartnerView:
     return PartnerView(**partner_fields(record))
+
+
+class AuditEntryView(BaseModel):
+    id: int
+    created_at: datetime
+    actor: str = Field(description="The admin token's name; unknown for a refused token.")
+    action: str = Field(description="e.g. key.generate, partner.update, auth.failed.")
+    target_type: str | None
+    target_id: str | None = Field(description="Ids or names of what was acted on.")
+    source_ip: str | None
+    request_id: str | None
+    status: int = Field(description="The HTTP status of the answer.")
+    detail: dict[str, Any] = Field(
+        description="Field names given (values only of non-secret fields), error type."
+    )
+
+
+class AuditList(BaseModel):
+    entries: list[AuditEntryView] = Field(description="Newest first.")
+    next_cursor: int | None = Field(
+        description="Pass as cursor for the next (older) page; null: no more entries."
+    )
