@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipaddress
 from typing import Annotated, Any, Literal
 
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from sluicegate.secret import SecretRef
@@ -82,6 +81,9 @@ class JwtSettings(Strict):
     def _pem(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        # Imported here: only a config with a JWT public key pays for cryptography's bindings.
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
         try:
             load_pem_public_key(value.encode())
         except (ValueError, TypeError):

@@ -25,14 +25,29 @@ import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 FORMAT = "sg1"
 _KEY_BYTES = 32
 _NONCE_BYTES = 12
 _WRAP_LABEL = b"sluicegate-data-key:"
+
+
+def _aead() -> type[AESGCM]:
+    # Imported on first use: cryptography's bindings (OpenSSL) cost about 8 MiB of memory, and
+    # a gateway that stores no secret in the database never needs them.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM
+
+
+def _invalid_tag() -> type[Exception]:
+    from cryptography.exceptions import InvalidTag
+
+    return InvalidTag
 
 
 class SealError(Exception):
@@ -86,7 +101,7 @@ class MasterKey:
 
     @classmethod
     def of(cls, key: bytes) -> MasterKey:
-        return cls(master_key_id(key), AESGCM(key))
+        return cls(master_key_id(key), _aead()(key))
 
     def __repr__(self) -> str:
         return f"MasterKey(id={self.id!r})"
@@ -129,9 +144,10 @@ class Keyring:
 
     def seal(self, plaintext: bytes, context: str) -> Sealed:
         aad = context.encode()
-        data_key = AESGCM.generate_key(bit_length=8 * _KEY_BYTES)
+        aead = _aead()
+        data_key = aead.generate_key(bit_length=8 * _KEY_BYTES)
         nonce = os.urandom(_NONCE_BYTES)
-        body = nonce + AESGCM(data_key).encrypt(nonce, plaintext, aad)
+        body = nonce + aead(data_key).encrypt(nonce, plaintext, aad)
         wrapped = self._wrap(self.primary, data_key, aad)
         text = ".".join((FORMAT, self.primary.id, _b64(wrapped), _b64(body)))
         return Sealed(text, self.primary.id)
@@ -141,8 +157,8 @@ class Keyring:
         key_id, wrapped, body = self._split(sealed)
         data_key = self._unwrap(key_id, wrapped, aad)
         try:
-            return AESGCM(data_key).decrypt(body[:_NONCE_BYTES], body[_NONCE_BYTES:], aad)
-        except (InvalidTag, ValueError):
+            return _aead()(data_key).decrypt(body[:_NONCE_BYTES], body[_NONCE_BYTES:], aad)
+        except (_invalid_tag(), ValueError):
             raise SealError("the sealed value is damaged or belongs to another record") from None
 
     def rewrap(self, sealed: str, context: str) -> Sealed:
@@ -172,7 +188,7 @@ class Keyring:
             return master.aead.decrypt(
                 wrapped[:_NONCE_BYTES], wrapped[_NONCE_BYTES:], _WRAP_LABEL + aad
             )
-        except (InvalidTag, ValueError):
+        except (_invalid_tag(), ValueError):
             raise SealError("the sealed value is damaged or belongs to another record") from None
 
     @staticmethod

@@ -23,6 +23,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sluicegate.api.asgi import Request
 from sluicegate.policy.auth import AuthRefused, KeyCache, Principal, credentials_from_headers
@@ -35,10 +36,13 @@ from sluicegate.policy.hmac_auth import (
     SignedRequest,
     request_target,
 )
-from sluicegate.policy.jwt_auth import JwtRejected, JwtVerifier, looks_like_jwt
+from sluicegate.policy.jwt_shape import JwtRejected, looks_like_jwt
 from sluicegate.policy.replay import MemoryReplayGuard, RedisReplayGuard, ReplayGuard
 from sluicegate.settings import Settings
 from sluicegate.settings_auth import Network
+
+if TYPE_CHECKING:
+    from sluicegate.policy.jwt_auth import JwtVerifier
 
 log = logging.getLogger("sluicegate.auth")
 
@@ -200,7 +204,11 @@ def replay_guard(settings: Settings) -> ReplayGuard:
 
 def build_authenticator(settings: Settings, keys: KeyCache) -> Authenticator:
     auth = settings.auth
-    jwt = JwtVerifier(auth.jwt) if auth.jwt is not None else None
+    jwt = None
+    if auth.jwt is not None:
+        from sluicegate.policy.jwt_auth import JwtVerifier  # PyJWT only when JWTs are on
+
+        jwt = JwtVerifier(auth.jwt)
     hmac = None
     if auth.hmac.enabled:
         hmac = HmacVerifier(auth.hmac, replay_guard(settings), keys.signing_entry)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,26 +31,17 @@ import jwt
 import orjson
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from sluicegate.policy.jwt_shape import JwtRejected, looks_like_jwt
 from sluicegate.settings_auth import SYMMETRIC_ALGORITHMS, JwtSettings
+
+__all__ = ["JwksKeys", "JwtIdentity", "JwtRejected", "JwtVerifier", "looks_like_jwt"]
 
 log = logging.getLogger("sluicegate.auth")
 
-# Three base64url parts; the header is a JSON object, so its encoding starts with "eyJ"
-# ('{"'). The signature may be empty (alg "none"): still a JWT, refused as one.
-_JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
-_MAX_TOKEN = 16 * 1024
 _MAX_JWKS_BYTES = 1024 * 1024
 _MAX_MODELS = 100
 _MAX_NAME = 200
 _MAX_SUBJECT = 196  # attributed as "jwt:<sub>" in a 200-character column
-
-
-def looks_like_jwt(token: str) -> bool:
-    return len(token) <= _MAX_TOKEN and _JWT_SHAPE.fullmatch(token) is not None
-
-
-class JwtRejected(Exception):
-    """The token is not accepted; the message says why (for the log, never the client)."""
 
 
 @dataclass(frozen=True, slots=True)
