@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -101,6 +103,9 @@ def _inactive_reason(record: KeyRecord) -> str:
     return "expired key"
 
 
+_MEMO_KEPT = 100_000  # keys remembered (a few hundred bytes each)
+
+
 class KeyCache:
     def __init__(
         self,
@@ -124,6 +129,12 @@ class KeyCache:
         self.signing = signing
         self._load_signing = load_signing and signing is not None
         self._by_hash: dict[str, Principal] = {}
+        # Stored digest (HMAC-SHA256 under the pepper) of each key seen, remembered under a
+        # keyed BLAKE2b of the key: OpenSSL's HMAC setup is the dearest part of checking a
+        # key. It holds no key, only MACs under this process's own random secret, and only
+        # for keys that matched (random guesses cannot grow it).
+        self._memo_secret = secrets.token_bytes(32)
+        self._memo: dict[bytes, str] = {}
         self._refused: dict[str, tuple[str, str]] = {}  # hash -> (reason, key id)
         self._grace: frozenset[str] = frozenset()  # previous hashes still in their grace
         self._by_partner_name: dict[str, Principal] = {}
@@ -248,7 +259,15 @@ class KeyCache:
 
     def find(self, candidate: str, now: float) -> Principal | None:
         """The principal of gateway key ``candidate`` if it is active at ``now``."""
-        principal = self._by_hash.get(hash_key(self._pepper, candidate))
+        mark = hashlib.blake2b(candidate.encode(), key=self._memo_secret, digest_size=16).digest()
+        digest = self._memo.get(mark)
+        if digest is None:
+            digest = hash_key(self._pepper, candidate)
+            if digest in self._by_hash:
+                if len(self._memo) >= _MEMO_KEPT:
+                    self._memo.clear()
+                self._memo[mark] = digest
+        principal = self._by_hash.get(digest)
         if principal is None or (principal.expires_at is not None and principal.expires_at <= now):
             return None
         return principal

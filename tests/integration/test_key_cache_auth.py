@@ -178,3 +178,28 @@ async def test_the_poll_notices_signing_key_changes(
     await cache.check_after_miss()  # one fingerprint check: the new signing key is seen
     assert cache.generation == generation + 1
     assert cache.signing_entry(made.id) is not None
+
+
+async def test_the_digest_memo_holds_no_key_and_follows_revocation(
+    stores: tuple[KeyStore, PartnerStore, KeyCache],
+) -> None:
+    """A matched key's stored digest is remembered under a keyed BLAKE2b (no HMAC per
+    request); the memo never holds a key, unknown keys do not grow it, and a key revoked
+    after it was memoised is refused at the next load."""
+    keys, _, cache = stores
+    record, key = await create_key(keys, PEPPER, name="memo")
+    await cache.reload()
+    now = time.time()
+    for _ in range(3):
+        found = cache.find(key, now)
+        assert found is not None and found.key_id == record.id
+    for _ in range(50):
+        assert cache.find(generate_key(), now) is None
+    memo = cache._memo
+    assert list(memo.values()) == [hash_key(PEPPER, key)]
+    held = b"".join(memo) + "".join(memo.values()).encode()
+    assert key.encode() not in held and key[-12:].encode() not in held
+    await keys.revoke(record.id)
+    await cache.reload()
+    assert cache.find(key, time.time()) is None
+    assert cache.refusal(key, time.time()).key_id == record.id
