@@ -282,7 +282,7 @@ class Gateway:
         """What metrics read from the other parts: at scrape time, or when it happens."""
         governor = governance.governor
         governor.on_queue_wait = observe.queue_waited
-        governor.on_budget_left = observe.budget_spent
+        observe.watch_budgets(governor.budgets_left)
         observe.watch_queues(governor.queue.depths)
         deliverer.on_attempt = observe.attempted
         breakers = deliverer.breakers

@@ -101,6 +101,15 @@ class RequestRecord:
         the gateway made itself."""
         now = time.perf_counter()
         usage = self.usage or _NO_USAGE
+        inp, out = usage.input_tokens, usage.output_tokens
+        read, write = usage.cache_read_input_tokens, usage.cache_creation_input_tokens
+        if not (
+            0 <= inp <= _INT32_MAX
+            and 0 <= out <= _INT32_MAX
+            and 0 <= read <= _INT32_MAX
+            and 0 <= write <= _INT32_MAX
+        ):  # as reported upstream, within the columns' range
+            inp, out, read, write = _count(inp), _count(out), _count(read), _count(write)
         return (
             time.time(),
             self.request_id,
@@ -115,10 +124,10 @@ class RequestRecord:
             self.stream,
             self.status,
             self.error_type[:64] if self.error_type else None,
-            _count(usage.input_tokens),
-            _count(usage.output_tokens),
-            _count(usage.cache_read_input_tokens),
-            _count(usage.cache_creation_input_tokens),
+            inp,
+            out,
+            read,
+            write,
             self.cost_usd,
             round((now - self.started) * 1000, 2),
             (
@@ -140,6 +149,8 @@ def _body_text(body: bytes) -> str:
     """A body for the opt-in body log: text, cut at 64 KiB (the cut is marked)."""
     text = body[:_LOGGED_BODY_LIMIT].decode("utf-8", errors="replace")
     return text if len(body) <= _LOGGED_BODY_LIMIT else text + "...[cut]"
+
+
 _INT32_MAX = 2**31 - 1
 
 

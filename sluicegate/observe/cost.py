@@ -169,17 +169,31 @@ class PriceBook:
     def cost_nano(price: Price, usage: Usage) -> int:
         """What ``usage`` cost at ``price``, in nano-USD rounded up. Rates are taken to
         1e-6 USD per million tokens and summed in integers, so no float error creeps in."""
-        inp, out, read, write, write_1h = _counts(usage)
-        rate = price.for_prompt(inp + read + write + write_1h).micro
-        pico = inp * rate[0] + out * rate[1] + read * rate[2] + write * rate[3] + write_1h * rate[4]
+        inp, out, read = usage.input_tokens, usage.output_tokens, usage.cache_read_input_tokens
+        if not usage.cache_creation_input_tokens and inp >= 0 and out >= 0 and read >= 0:
+            # The common case (no cache writes, counts as reported), without _counts.
+            long = price.long_prompt
+            if long is not None and inp + read > price.long_prompt_threshold:
+                price = long
+            rate = price.micro
+            pico = inp * rate[0] + out * rate[1] + read * rate[2]
+        else:
+            inp, out, read, write, write_1h = _counts(usage)
+            rate = price.for_prompt(inp + read + write + write_1h).micro
+            pico = inp * rate[0] + out * rate[1] + read * rate[2]
+            pico += write * rate[3] + write_1h * rate[4]
         return -(-pico // 1000)
 
     @staticmethod
     def worst_case_nano(price: Price, input_tokens: int, max_output_tokens: int) -> int:
         """The most a request can cost before it runs: every input token at the dearest
         input rate (plain or a cache write), every allowed output token at the output rate."""
-        inp, out = max(input_tokens, 0), max(max_output_tokens, 0)
-        rate = price.for_prompt(inp).micro
+        inp = input_tokens if input_tokens > 0 else 0
+        out = max_output_tokens if max_output_tokens > 0 else 0
+        long = price.long_prompt
+        if long is not None and inp > price.long_prompt_threshold:
+            price = long
+        rate = price.micro
         return -(-(inp * rate[5] + out * rate[1]) // 1000)
 
 

@@ -65,6 +65,10 @@ class Observability:
             "max",
         )
 
+    def watch_budgets(self, left: Callable[[], list[tuple[tuple[str, str], float]]]) -> None:
+        """What each budget has left (label, period -> USD), read at scrape time."""
+        self.metrics.budget_remaining.source = left
+
     def watch_queues(self, depths: Callable[[], dict[str, int]]) -> None:
         self.metrics.add_source(
             "sluicegate_admission_queue_depth",
@@ -145,8 +149,6 @@ class Observability:
     def queue_waited(self, deployment: str, seconds: float, admitted: bool) -> None:
         self.metrics.queue_wait.observe((deployment, "true" if admitted else "false"), seconds)
 
-    def budget_spent(self, budget: str, period: str, remaining_usd: float) -> None:
-        self.metrics.budget_remaining.set((budget, period), remaining_usd)
 
 
 def _upstream_model(call: UpstreamCall) -> str:

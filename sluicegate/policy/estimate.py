@@ -28,8 +28,9 @@ def estimate_input_tokens(raw: bytes, payload: dict[str, Any]) -> int:
                 chars, tokens = _media_in(content, 0)
                 media_chars += chars
                 media_tokens += tokens
-    text_tokens = max(len(raw) - media_chars, 0) // BYTES_PER_TOKEN
-    return max(text_tokens + media_tokens, 1)
+    text_bytes = len(raw) - media_chars
+    tokens = (text_bytes if text_bytes > 0 else 0) // BYTES_PER_TOKEN + media_tokens
+    return tokens if tokens > 1 else 1
 
 
 def _media_in(blocks: list[Any], depth: int) -> tuple[int, int]:

@@ -72,15 +72,17 @@ class FairQueue:
         self._max_wait = max_wait
         self._max_size = max_size
         self._is_shared = is_shared
-        self._queues: dict[str, _Queue] = {}
+        # Capacity name -> its queue, only while it holds anyone: an empty dict is what
+        # the governor checks per request (read it, never change it from outside).
+        self.queues: dict[str, _Queue] = {}
         self._seq = itertools.count()
 
     def depths(self) -> dict[str, int]:
         """Waiting requests per capacity (for metrics)."""
-        return {name: queue.waiting for name, queue in self._queues.items()}
+        return {name: queue.waiting for name, queue in self.queues.items()}
 
     def depth(self, name: str) -> int:
-        queue = self._queues.get(name)
+        queue = self.queues.get(name)
         return 0 if queue is None else queue.waiting
 
     async def admit(
@@ -97,7 +99,7 @@ class FairQueue:
         else after a fair wait; a refusal when the wait would pass ``max_wait``, the
         client's ``deadline`` (monotonic) or the queue is full. ``first``: the refusal of
         an attempt the caller already made."""
-        queue = self._queues.get(name)
+        queue = self.queues.get(name)
         # Behind waiting requests, don't even try: that could overtake them.
         ahead = queue.latest_refusal() if queue is not None and queue.waiting else None
         if first is not None:
@@ -111,9 +113,11 @@ class FairQueue:
         wait = self._max_wait
         if deadline is not None:
             wait = min(wait, deadline - time.monotonic())
-        queue = self._queues.setdefault(name, _Queue())
-        if wait <= 0 or queue.waiting >= self._max_size:
+        queue = self.queues.get(name)
+        if wait <= 0 or (0 if queue is None else queue.waiting) >= self._max_size:
             return admission
+        if queue is None:  # made only for a waiter: ``queues`` holds no idle queue
+            queue = self.queues[name] = _Queue()
         tag = max(queue.virtual_time, queue.last_tag.get(partner, 0.0)) + 1.0 / weight
         queue.last_tag[partner] = tag
         waiter = _Waiter(attempt, release, asyncio.get_running_loop().create_future(), admission)
@@ -137,18 +141,18 @@ class FairQueue:
 
     def notify(self) -> None:
         """Capacity may have been freed in this process: let every queue retry its head."""
-        for queue in self._queues.values():
+        for queue in self.queues.values():
             if queue.heap:
                 queue.wake.set()
 
     async def close(self) -> None:
-        for queue in self._queues.values():
+        for queue in self.queues.values():
             if queue.task is not None:
                 queue.task.cancel()
             for _, _, waiter in queue.heap:
                 if not waiter.future.done():
                     waiter.future.cancel()
-        self._queues.clear()
+        self.queues.clear()
 
     async def _dispatch(self, name: str, queue: _Queue) -> None:
         while queue.heap:
@@ -172,8 +176,8 @@ class FairQueue:
             await self._pause(queue, admission)
         if queue.task is asyncio.current_task():
             queue.task = None
-        if not queue.heap and self._queues.get(name) is queue:
-            del self._queues[name]
+        if not queue.heap and self.queues.get(name) is queue:
+            del self.queues[name]
 
     @staticmethod
     async def _pause(queue: _Queue, refused: Admission) -> None:

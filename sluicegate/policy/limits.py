@@ -28,17 +28,19 @@ from sluicegate.policy.fairqueue import FairQueue
 from sluicegate.state.base import (
     Admission,
     BudgetHold,
+    BudgetSpend,
     LimitBackend,
     LimitStoreUnavailable,
     RateLimit,
     Refusal,
     WindowState,
 )
+from sluicegate.state.memory import MemoryBackend
 
 if TYPE_CHECKING:
     from sluicegate.api.anthropic import ParsedRequest
     from sluicegate.policy.auth import Principal
-    from sluicegate.routing.router import Route
+    from sluicegate.routing.router import Deployment, Route
 
 GLOBAL_SCOPE = "global"
 DEPLOYMENT_PREFIX = "deployment:"
@@ -64,6 +66,18 @@ class Ticket:
         return self.admission.windows if self.admission is not None else ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    own: tuple[RateLimit, ...]  # the principal's limits (the key's and its partner's)
+    deployment: Deployment
+    limits: tuple[RateLimit, ...]  # own + the deployment's capacity + the global limit
+    shared: bool  # whether any shared scope (capacity, global) is among the limits
+
+
+_PLANS_KEPT = 4096
+_SPENDS_KEPT = 10_000  # budgets reported by the gauge (its series limit as well)
+
+
 def is_shared(scope: str) -> bool:
     return scope == GLOBAL_SCOPE or scope.startswith(DEPLOYMENT_PREFIX)
 
@@ -87,24 +101,28 @@ class Governor:
     ) -> None:
         """``capacities``: deployment name -> its shared limit (only those with one)."""
         self.backend = backend
+        # The in-process backend answers at once: called directly, not awaited (a
+        # coroutine per call is a measurable part of what governing a request costs).
+        self._memory = backend if isinstance(backend, MemoryBackend) else None
         self.prices = prices
         self._global = global_limit
         self._capacities = capacities
-        # Per deployment, the shared scopes a request to it counts against.
-        self._shared: dict[str, tuple[RateLimit, ...]] = {}
+        # (id of a principal's limits, id of a deployment) -> what its requests count against
+        self._plans: dict[tuple[int, int], _Plan] = {}
         self.queue = FairQueue(max_wait, max_queue, _shared_refusal)
         self._alerts = SoftThresholdAlerts(soft_threshold)
         self._unpriced: set[str] = set()
-        # Observers (metrics): a fair-queue wait (deployment, seconds, admitted) and a
-        # budget's remaining amount after a settle (label, period, USD).
+        # (scope, period) -> a budget's latest spend and the budgets of its request (for
+        # the label): read by the remaining-budget gauge at scrape time, not per settle.
+        self._latest_spends: dict[tuple[str, str], tuple[BudgetSpend, tuple[Budget, ...]]] = {}
+        # Observer (metrics): a fair-queue wait (deployment, seconds, admitted).
         self.on_queue_wait: Callable[[str, float, bool], None] | None = None
-        self.on_budget_left: Callable[[str, str, float], None] | None = None
 
     def set_capacities(self, capacities: dict[str, RateLimit]) -> None:
         """Replace the deployment capacities (deployments defined in the database changed).
         Requests admitted before keep what they hold; their leases settle as usual."""
         self._capacities = capacities
-        self._shared = {}
+        self._plans = {}
 
     async def admit(
         self,
@@ -116,13 +134,13 @@ class Governor:
     ) -> Ticket:
         """Reserve what this request may use, or raise a GatewayError (429 or 503)."""
         deployment = route.deployment
-        price = self._price(parsed.model, route.upstream_model)
-        shared = self._shared.get(deployment.name)
-        if shared is None:
-            capacity = self._capacities.get(deployment.name)
-            shared = tuple(x for x in (capacity, self._global) if x is not None)
-            self._shared[deployment.name] = shared
-        limits = principal.limits + shared if shared else principal.limits
+        price = self.prices.price_for(parsed.model, route.upstream_model)
+        if price is None:
+            self._unpriced_model(route.upstream_model)
+        plan = self._plans.get((id(principal.limits), id(deployment)))
+        if plan is None or plan.own is not principal.limits or plan.deployment is not deployment:
+            plan = self._plan(principal.limits, deployment)
+        limits = plan.limits
         budgets = principal.budgets if price is not None else ()
         if not limits and not budgets:  # nothing to enforce: no backend call at all
             return Ticket(lease, price=price)
@@ -136,14 +154,21 @@ class Governor:
         ticket = Ticket(lease, limits, input_tokens + max_output, holds, budgets, price)
         if not limits and not holds:
             return ticket
+        queue = self.queue
         try:
             # Straight to the backend unless others wait for this capacity (then the fair
             # queue decides, and a newcomer must not overtake them).
-            queued = bool(shared) and self.queue.depth(deployment.name) > 0
-            admission = None if queued else await self._acquire(ticket)
-            if admission is None or _shared_refusal(admission):
+            queued = plan.shared and bool(queue.queues) and queue.depth(deployment.name) > 0
+            admission: Admission | None = None
+            if queued:
+                pass
+            elif self._memory is not None:
+                admission = self._memory.acquire_now(lease, limits, ticket.tokens, holds)
+            else:
+                admission = await self.backend.acquire(lease, limits, ticket.tokens, holds)
+            if admission is None or (admission.refusal is not None and _shared_refusal(admission)):
                 queued_at = time.perf_counter()
-                admission = await self.queue.admit(
+                admission = await queue.admit(
                     deployment.name,
                     principal.fairness_group,
                     principal.weight,
@@ -195,27 +220,47 @@ class Governor:
                 + usage.cache_read_input_tokens
                 + usage.cache_creation_input_tokens
             )
+        lease, limits, at, holds = ticket.lease, ticket.limits, ticket.admission.at, ticket.holds
         try:
-            spends = await self.backend.settle(
-                ticket.lease,
-                ticket.limits,
-                ticket.admission.at,
-                ticket.tokens,
-                used_tokens,
-                ticket.holds,
-                cost_nano,
-            )
+            if self._memory is not None:
+                spends = self._memory.settle_now(
+                    lease, limits, at, ticket.tokens, used_tokens, holds, cost_nano
+                )
+            else:
+                spends = await self.backend.settle(
+                    lease, limits, at, ticket.tokens, used_tokens, holds, cost_nano
+                )
         except (LimitStoreUnavailable, asyncio.CancelledError):
             spends = []  # the leases expire by themselves; the ledger keeps the cost
-        self.queue.notify()
+        if self.queue.queues:  # someone waits: the capacity freed may be theirs
+            self.queue.notify()
         if spends:
-            self._alerts.check(spends, ticket.budgets)
-            if self.on_budget_left is not None:
-                labels = {b.scope: b.label for b in ticket.budgets}
-                for spend in spends:
-                    left = max(spend.limit_nano - spend.spent_nano, 0) / NANO_PER_USD
-                    self.on_budget_left(labels.get(spend.scope, spend.scope), spend.period, left)
+            self._spent(spends, ticket.budgets)
         return cost_nano / 1e9
+
+    def _spent(self, spends: list[BudgetSpend], budgets: tuple[Budget, ...]) -> None:
+        """A settle's budget spends: kept for the remaining-budget gauge, and checked
+        against the soft threshold."""
+        alerts, latest = self._alerts, self._latest_spends
+        thresholds = alerts.thresholds
+        for spend in spends:
+            where = (spend.scope, spend.period)
+            if len(latest) < _SPENDS_KEPT or where in latest:
+                latest[where] = (spend, budgets)
+            spent, limit = spend.spent_nano, spend.limit_nano
+            threshold = thresholds.get(limit)
+            if spent >= (alerts.threshold(limit) if threshold is None else threshold):
+                alerts.check((spend,), budgets)  # past the soft threshold (alerted once)
+
+    def budgets_left(self) -> list[tuple[tuple[str, str], float]]:
+        """(budget label, period) -> USD left, as of each budget's latest settle in this
+        process (the remaining-budget gauge reads it at scrape time)."""
+        series = []
+        for spend, budgets in list(self._latest_spends.values()):
+            label = next((b.label for b in budgets if b.scope == spend.scope), spend.scope)
+            left = max(spend.limit_nano - spend.spent_nano, 0) / NANO_PER_USD
+            series.append(((label, spend.period), left))
+        return series
 
     def reprice(self, ticket: Ticket, alias: str, upstream_model: str | None) -> None:
         """The request was served by another deployment than the one it was admitted for
@@ -225,13 +270,29 @@ class Governor:
 
     def _price(self, alias: str, upstream_model: str) -> Price | None:
         price = self.prices.price_for(alias, upstream_model)
-        if price is None and upstream_model not in self._unpriced and len(self._unpriced) < 1000:
+        if price is None:
+            self._unpriced_model(upstream_model)
+        return price
+
+    def _unpriced_model(self, upstream_model: str) -> None:
+        if upstream_model not in self._unpriced and len(self._unpriced) < 1000:
             self._unpriced.add(upstream_model)
             log.warning(
                 "model %s has no price: its cost is recorded as 0 (set prices: in the config)",
                 upstream_model[:100],
             )
-        return price
+
+    def _plan(self, own: tuple[RateLimit, ...], deployment: Deployment) -> _Plan:
+        """What a principal with the limits ``own`` counts against on ``deployment``: kept
+        per limits tuple and Deployment object, so a key-table load or a routing change
+        (new objects) leaves the old plans unused."""
+        capacity = self._capacities.get(deployment.name)
+        shared = tuple(x for x in (capacity, self._global) if x is not None)
+        plan = _Plan(own, deployment, own + shared if shared else own, bool(shared))
+        if len(self._plans) >= _PLANS_KEPT:
+            self._plans.clear()
+        self._plans[(id(own), id(deployment))] = plan  # the plan holds both: ids stay unique
+        return plan
 
     def _refusal_error(
         self, principal: Principal, ticket: Ticket, admission: Admission

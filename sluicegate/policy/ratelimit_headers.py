@@ -31,20 +31,45 @@ def ratelimit_headers(surface: str, windows: Sequence[WindowState]) -> HeaderLis
             tokens is None or (window.tokens_remaining or 0) < (tokens.tokens_remaining or 0)
         ):
             tokens = window
+    # Six of these headers go with every governed answer, so they are made here in one go:
+    # the names and the limits' bytes are cached (limits rarely change) and the resets'
+    # text is memoised per second.
+    anthropic = surface == "anthropic"
+    names = _ANTHROPIC_NAMES if anthropic else _OPENAI_NAMES
+    now = time.time() if anthropic else 0.0
     headers: HeaderList = []
     if requests is not None:
-        headers += _trio(
-            surface,
-            "requests",
-            requests.requests_limit,
-            requests.requests_remaining,
-            requests.requests_reset,
+        headers += (
+            (names[0], _limit_bytes(requests.requests_limit)),
+            (names[1], b"%d" % _left(requests.requests_remaining)),
+            (names[2], _reset_bytes(anthropic, now, requests.requests_reset)),
         )
     if tokens is not None:
-        headers += _trio(
-            surface, "tokens", tokens.tokens_limit, tokens.tokens_remaining, tokens.tokens_reset
+        headers += (
+            (names[3], _limit_bytes(tokens.tokens_limit)),
+            (names[4], b"%d" % _left(tokens.tokens_remaining)),
+            (names[5], _reset_bytes(anthropic, now, tokens.tokens_reset)),
         )
     return headers
+
+
+def _left(remaining: int | None) -> int:
+    return remaining if remaining is not None and remaining > 0 else 0
+
+
+def _limit_bytes(limit: int | None) -> bytes:
+    value = _LIMIT_BYTES.get(limit)
+    if value is None:
+        value = str(limit).encode()
+        if len(_LIMIT_BYTES) < 1000:
+            _LIMIT_BYTES[limit] = value
+    return value
+
+
+def _reset_bytes(anthropic: bool, now: float, reset: float | None) -> bytes:
+    if anthropic:
+        return _rfc3339_bytes(now + (reset or 0.0))
+    return duration(reset or 0.0).encode()
 
 
 def _names(pattern: str) -> tuple[bytes, bytes, bytes]:
@@ -53,39 +78,12 @@ def _names(pattern: str) -> tuple[bytes, bytes, bytes]:
 
 
 PARTS = ("limit", "remaining", "reset")
-_NAMES = {
-    (surface, what): _names(pattern.replace("WHAT", what))
-    for surface, pattern in (
-        ("anthropic", "anthropic-ratelimit-WHAT-{}"),
-        ("openai", "x-ratelimit-{}-WHAT"),
-    )
-    for what in ("requests", "tokens")
-}
-
-
-def _trio(
-    surface: str, what: str, limit: int | None, remaining: int | None, reset: float | None
-) -> HeaderList:
-    # Six of these headers go with every governed answer: the limit's bytes are cached
-    # (limits rarely change) and the reset's text is memoised per second.
-    limit_name, remaining_name, reset_name = _NAMES[(surface, what)]
-    reset = reset or 0.0
-    if surface == "anthropic":
-        reset_value = _rfc3339_bytes(time.time() + reset)
-    else:
-        reset_value = duration(reset).encode()
-    limit_value = _LIMIT_BYTES.get(limit)
-    if limit_value is None:
-        limit_value = str(limit).encode()
-        if len(_LIMIT_BYTES) < 1000:
-            _LIMIT_BYTES[limit] = limit_value
-    return [
-        (limit_name, limit_value),
-        (remaining_name, b"%d" % max(remaining or 0, 0)),
-        (reset_name, reset_value),
-    ]
-
-
+# Per surface: requests' limit, remaining, reset, then tokens' limit, remaining, reset.
+_ANTHROPIC_NAMES = (
+    *_names("anthropic-ratelimit-requests-{}"),
+    *_names("anthropic-ratelimit-tokens-{}"),
+)
+_OPENAI_NAMES = (*_names("x-ratelimit-{}-requests"), *_names("x-ratelimit-{}-tokens"))
 _LIMIT_BYTES: dict[int | None, bytes] = {}
 _last_rfc3339: list[tuple[int, str]] = [(-1, "")]
 _last_rfc3339_bytes: list[tuple[int, bytes]] = [(-1, b"")]

@@ -134,7 +134,10 @@ class LimitBackend(Protocol):
 
 def leaves_window_in(bucket: int | None, now: float) -> float:
     """Seconds until ``bucket`` stops counting; 0.0 when nothing is counted."""
-    return 0.0 if bucket is None else max(0.0, bucket + WINDOW_BUCKETS - now)
+    if bucket is None:
+        return 0.0
+    left = bucket + WINDOW_BUCKETS - now
+    return left if left > 0.0 else 0.0
 
 
 def window_state(

@@ -66,46 +66,26 @@ class _Scope:
                     requests[slot] = tokens[slot] = 0
         self.head = bucket
 
-    def add(self, tokens: int) -> int:
-        """Count one request and ``tokens`` in the newest bucket; the bucket counted in."""
-        slot = self.head % WINDOW_BUCKETS
-        if self.first > self.head:
-            self.first = self.head
-        self.requests[slot] += 1
-        self.tokens[slot] += tokens
-        self.sum_requests += 1
-        self.sum_tokens += tokens
-        return self.head
-
     def correct(self, bucket: int, requests: int, tokens: int) -> None:
         """Adjust ``bucket``'s counts, never below 0, if it is still in the ring."""
-        if bucket <= self.head - WINDOW_BUCKETS or bucket > self.head:
+        head = self.head
+        if bucket <= head - WINDOW_BUCKETS or bucket > head:
             return
         slot = bucket % WINDOW_BUCKETS
         if requests:
-            updated = max(0, self.requests[slot] + requests)
-            self.sum_requests += updated - self.requests[slot]
-            self.requests[slot] = updated
+            counts = self.requests
+            updated = counts[slot] + requests
+            if updated < 0:
+                updated = 0
+            self.sum_requests += updated - counts[slot]
+            counts[slot] = updated
         if tokens:
-            updated = max(0, self.tokens[slot] + tokens)
-            self.sum_tokens += updated - self.tokens[slot]
-            self.tokens[slot] = updated
-
-    def oldest_with(self, counts: list[int]) -> int | None:
-        """The oldest bucket with a count in ``counts`` (requests or tokens)."""
-        requests, tokens = self.requests, self.tokens
-        second = max(self.first, self.head - WINDOW_BUCKETS + 1)
-        while second <= self.head:  # move ``first`` to the oldest bucket holding anything
-            slot = second % WINDOW_BUCKETS
-            if requests[slot] or tokens[slot]:
-                break
-            second += 1
-        self.first = second
-        while second <= self.head:
-            if counts[second % WINDOW_BUCKETS] > 0:
-                return second
-            second += 1
-        return None
+            counts = self.tokens
+            updated = counts[slot] + tokens
+            if updated < 0:
+                updated = 0
+            self.sum_tokens += updated - counts[slot]
+            counts[slot] = updated
 
     def freed_at(self, counts: list[int], total: int, fits: Callable[[int], bool]) -> int | None:
         """The bucket whose leaving makes ``fits(remaining)`` true; None if nothing does."""
@@ -119,15 +99,43 @@ class _Scope:
         return None
 
     def state(self, limit: RateLimit, now: float) -> WindowState:
+        """Header state: what is left, and when the oldest bucket counted leaves the window
+        (``leaves_window_in`` inlined: this runs for every governed answer)."""
         rpm, tpm = limit.rpm, limit.tpm
+        requests, tokens, head = self.requests, self.tokens, self.head
+        second = self.first
+        if second <= head - WINDOW_BUCKETS:
+            second = head - WINDOW_BUCKETS + 1
+        while second <= head:  # move ``first`` to the oldest bucket holding anything
+            slot = second % WINDOW_BUCKETS
+            if requests[slot] or tokens[slot]:
+                break
+            second += 1
+        self.first = second
+        requests_left = tokens_left = None
+        requests_reset = tokens_reset = None
+        if rpm is not None:
+            requests_left = rpm - self.sum_requests
+            if requests_left < 0:
+                requests_left = 0
+            oldest = second
+            while oldest <= head and requests[oldest % WINDOW_BUCKETS] <= 0:
+                oldest += 1
+            requests_reset = oldest + WINDOW_BUCKETS - now if oldest <= head else 0.0
+            if requests_reset < 0.0:
+                requests_reset = 0.0
+        if tpm is not None:
+            tokens_left = tpm - self.sum_tokens
+            if tokens_left < 0:
+                tokens_left = 0
+            oldest = second
+            while oldest <= head and tokens[oldest % WINDOW_BUCKETS] <= 0:
+                oldest += 1
+            tokens_reset = oldest + WINDOW_BUCKETS - now if oldest <= head else 0.0
+            if tokens_reset < 0.0:
+                tokens_reset = 0.0
         return WindowState(
-            limit.scope,
-            rpm,
-            None if rpm is None else max(0, rpm - self.sum_requests),
-            None if rpm is None else leaves_window_in(self.oldest_with(self.requests), now),
-            tpm,
-            None if tpm is None else max(0, tpm - self.sum_tokens),
-            None if tpm is None else leaves_window_in(self.oldest_with(self.tokens), now),
+            limit.scope, rpm, requests_left, requests_reset, tpm, tokens_left, tokens_reset
         )
 
 
@@ -138,14 +146,58 @@ class _Budget:
     holds: dict[str, tuple[int, float]] = field(default_factory=dict)  # lease -> amount, expiry
 
 
-@dataclass(slots=True)
-class _Inflight:
-    """What one unsettled acquire counted, so that settle finds it without lookups."""
+# A limit that is not set, as a number no count reaches: the checks need no None tests.
+_UNLIMITED = 1 << 62
 
-    scopes: list[_Scope]
-    bucket: int  # the bucket its request and tokens were counted in
-    budgets: list[_Budget]
-    period_ids: tuple[str, ...]
+
+class _Plan:
+    """What an acquire needs of one sequence of limits, resolved once: the scope objects,
+    the limits as plain numbers, and the budget counters its holds used today. The
+    governor passes the same tuple for every request of a key to a deployment, so the
+    plan is found by the tuple's identity (see ``MemoryBackend._plan_of``)."""
+
+    __slots__ = (
+        "budgets",
+        "hold_day",
+        "hold_keys",
+        "limits",
+        "parallel",
+        "period_ids",
+        "rated",
+        "scopes",
+        "windowed",
+    )
+
+    def __init__(self, limits: Sequence[RateLimit], scopes: list[_Scope]) -> None:
+        self.limits = limits
+        self.scopes = scopes
+        pairs = [(limit, scope) for limit, scope in zip(limits, scopes, strict=True)]
+        # (scope, rpm, tpm) of each windowed limit and (scope, max_parallel) of each
+        # concurrency limit, in the limits' order.
+        self.windowed = tuple(
+            (scope, _number(limit.rpm), _number(limit.tpm))
+            for limit, scope in pairs
+            if limit.windowed
+        )
+        self.parallel = tuple(
+            (scope, limit.max_parallel) for limit, scope in pairs if limit.max_parallel is not None
+        )
+        self.rated = tuple((limit, scope) for limit, scope in pairs if limit.windowed)
+        # The budgets of the last holds seen with these limits, valid on ``hold_day``.
+        self.hold_day = -1
+        self.hold_keys: tuple[tuple[str, str], ...] = ()
+        self.budgets: list[_Budget] = []
+        self.period_ids: tuple[str, ...] = ()
+
+
+def _number(limit: int | None) -> int:
+    return _UNLIMITED if limit is None else limit
+
+
+# What one unsettled acquire counted, so that settle finds it without lookups: the plan,
+# the bucket its request and tokens were counted in, its holds' budgets and period ids.
+_Inflight = tuple[_Plan, int, list[_Budget], tuple[str, ...]]
+_PLANS_KEPT = 4096  # plans are a few hundred bytes; a new key-table load makes new ones
 
 
 class MemoryBackend:
@@ -159,7 +211,9 @@ class MemoryBackend:
         self._scopes: dict[str, _Scope] = {}
         self._budgets: dict[tuple[str, str, str], _Budget] = {}  # (scope, period, id)
         self._inflight: dict[str, _Inflight] = {}  # lease -> what it counted
-        self._periods = CurrentPeriods()
+        self._plans: dict[int, _Plan] = {}  # id(limits tuple) -> its plan
+        self._day_clock = time.time  # the clock of the budget periods
+        self._periods = CurrentPeriods(self._day_clock)
         self._pruned_day = -1
 
     async def start(self) -> None:
@@ -179,45 +233,7 @@ class MemoryBackend:
         tokens: int,
         holds: Sequence[BudgetHold],
     ) -> Admission:
-        now = self._clock()
-        bucket = math.floor(now)
-        scopes = self._scopes_of(limits)
-        refusal: Refusal | None = None
-        for limit, scope in zip(limits, scopes, strict=True):
-            if limit.windowed:  # every window is brought up to date, for the headers
-                scope.advance(bucket)
-                if refusal is None:
-                    refusal = _window_refusal(limit, scope, tokens, now)
-            if limit.max_parallel is not None and refusal is None:
-                refusal = self._parallel_refusal(limit, scope, limit.max_parallel, now)
-        ids: tuple[str, ...] = ()
-        budgets: list[_Budget] = []
-        if holds:  # most requests hold no budget: keep the date work off their path
-            period_of = self._periods.id
-            ids = tuple([period_of(hold.period) for hold in holds])
-            if self._periods.day != self._pruned_day:
-                self._prune_periods()
-            budgets = [self._budget(h.scope, h.period, i) for h, i in zip(holds, ids, strict=True)]
-            refusal = refusal or self._check_holds(holds, budgets, now)
-        if refusal is not None:
-            return Admission(False, now, refusal, self._window_states(limits, scopes, now))
-
-        expiry = now + self._lease_ttl
-        counted_in = bucket
-        for limit, scope in zip(limits, scopes, strict=True):
-            if limit.windowed:
-                counted_in = scope.add(tokens)
-            if limit.max_parallel is not None:
-                scope.leases[lease] = expiry
-        used_after: list[tuple[str, int]] = []
-        for hold, budget in zip(holds, budgets, strict=True):
-            amount = budget.holds.get(lease, (0, 0.0))[0] + hold.amount_nano
-            budget.holds[lease] = (amount, expiry)
-            budget.held += hold.amount_nano
-            used_after.append((hold.scope, budget.spent + budget.held))
-        self._inflight[lease] = _Inflight(scopes, counted_in, budgets, ids)
-        windows = self._window_states(limits, scopes, now)
-        return Admission(True, now, None, windows, tuple(used_after))
+        return self.acquire_now(lease, limits, tokens, holds)
 
     async def settle(
         self,
@@ -229,9 +245,83 @@ class MemoryBackend:
         holds: Sequence[BudgetHold],
         actual_nano: int,
     ) -> list[BudgetSpend]:
-        budgets = self._finish(lease, limits, at, 0, actual_tokens - reserved_tokens, holds)
+        return self.settle_now(
+            lease, limits, at, reserved_tokens, actual_tokens, holds, actual_nano
+        )
+
+    # The work itself, synchronous: the governor calls these directly (nothing here awaits).
+
+    def acquire_now(
+        self,
+        lease: str,
+        limits: Sequence[RateLimit],
+        tokens: int,
+        holds: Sequence[BudgetHold],
+    ) -> Admission:
+        now = self._clock()
+        bucket = math.floor(now)
+        plan = self._plans.get(id(limits))
+        if plan is None or plan.limits is not limits:
+            plan = self._plan_of(limits)
+        # The common case first: nothing near a limit. Anything that might refuse goes the
+        # full way (_admit), which finds the refusal the same way whichever check saw it.
+        for scope, rpm, tpm in plan.windowed:
+            if bucket > scope.head:
+                scope.advance(bucket)
+            used = scope.sum_tokens
+            if scope.sum_requests >= rpm or (used and used + tokens > tpm):
+                return self._admit(lease, plan, tokens, holds, now, bucket)
+        for scope, most in plan.parallel:
+            if len(scope.leases) >= most:
+                return self._admit(lease, plan, tokens, holds, now, bucket)
+        if not holds:
+            return self._commit(lease, plan, tokens, holds, [], (), now, bucket)
+        budgets, ids = self._budgets_of(plan, holds)
+        # (Hot loops over holds index their budgets: a strict zip costs more than the body.)
+        for index, hold in enumerate(holds):
+            budget = budgets[index]
+            if budget.spent + budget.held + hold.amount_nano > hold.limit_nano:
+                return self._admit(lease, plan, tokens, holds, now, bucket)
+        return self._commit(lease, plan, tokens, holds, budgets, ids, now, bucket)
+
+    def settle_now(
+        self,
+        lease: str,
+        limits: Sequence[RateLimit],
+        at: float,
+        reserved_tokens: int,
+        actual_tokens: int,
+        holds: Sequence[BudgetHold],
+        actual_nano: int,
+    ) -> list[BudgetSpend]:
+        inflight = self._inflight.get(lease)
+        if inflight is None or inflight[0].limits is not limits or len(inflight[2]) != len(holds):
+            budgets = self._finish(lease, limits, at, 0, actual_tokens - reserved_tokens, holds)
+        else:  # acquired here with these limits: what it counted is at hand
+            del self._inflight[lease]
+            plan, bucket, budgets, _ = inflight
+            delta = actual_tokens - reserved_tokens
+            if delta:
+                # scope.correct(bucket, 0, delta), inlined: nearly every request has a delta.
+                for scope, _, _ in plan.windowed:
+                    head = scope.head
+                    if head - WINDOW_BUCKETS < bucket <= head:
+                        slot = bucket % WINDOW_BUCKETS
+                        counts = scope.tokens
+                        updated = counts[slot] + delta
+                        if updated < 0:
+                            updated = 0
+                        scope.sum_tokens += updated - counts[slot]
+                        counts[slot] = updated
+            for scope, _ in plan.parallel:
+                scope.leases.pop(lease, None)
+            for budget in budgets:
+                held = budget.holds.pop(lease, None)
+                if held is not None:
+                    budget.held -= held[0]
         spends = []
-        for hold, budget in zip(holds, budgets, strict=True):
+        for index, hold in enumerate(holds):
+            budget = budgets[index]
             budget.spent += actual_nano
             spends.append(BudgetSpend(hold.scope, hold.period, budget.spent, hold.limit_nano))
         return spends
@@ -254,6 +344,102 @@ class MemoryBackend:
         budget = self._budgets.get((scope, period, self._periods.id(period)))
         return 0 if budget is None else budget.spent
 
+    def _plan_of(self, limits: Sequence[RateLimit]) -> _Plan:
+        plan = _Plan(limits, self._scopes_of(limits))
+        if type(limits) is tuple:  # kept only for immutable limits (the governor's)
+            if len(self._plans) >= _PLANS_KEPT:
+                self._plans.clear()
+            self._plans[id(limits)] = plan  # the plan holds the tuple: its id stays unique
+        return plan
+
+    def _budgets_of(
+        self, plan: _Plan, holds: Sequence[BudgetHold]
+    ) -> tuple[list[_Budget], tuple[str, ...]]:
+        """The budget counters of ``holds`` in their current periods, and the period ids."""
+        keys = plan.hold_keys
+        # Today's counters for the same holds as last time: what CurrentPeriods (same clock)
+        # would find, without asking it per hold.
+        if plan.hold_day == int(self._day_clock() // 86400) and len(keys) == len(holds):
+            for index, hold in enumerate(holds):
+                scope, period = keys[index]
+                if hold.scope != scope or hold.period != period:
+                    break
+            else:
+                return plan.budgets, plan.period_ids
+        periods = self._periods
+        ids = tuple([periods.id(hold.period) for hold in holds])
+        if periods.day != self._pruned_day:
+            self._prune_periods()
+        budgets = [self._budget(h.scope, h.period, i) for h, i in zip(holds, ids, strict=True)]
+        # Replaced, never changed in place: in-flight acquires keep the lists they got.
+        plan.hold_keys = tuple([(hold.scope, hold.period) for hold in holds])
+        plan.hold_day, plan.budgets, plan.period_ids = periods.day, budgets, ids
+        return budgets, ids
+
+    def _admit(
+        self,
+        lease: str,
+        plan: _Plan,
+        tokens: int,
+        holds: Sequence[BudgetHold],
+        now: float,
+        bucket: int,
+    ) -> Admission:
+        """The full check: the first refusal in the limits' order, then the holds', with
+        every window brought up to date for the headers; commits when nothing refuses."""
+        refusal: Refusal | None = None
+        for limit, scope in zip(plan.limits, plan.scopes, strict=True):
+            if limit.windowed:
+                scope.advance(bucket)
+                if refusal is None:
+                    refusal = _window_refusal(limit, scope, tokens, now)
+            if limit.max_parallel is not None and refusal is None:
+                refusal = self._parallel_refusal(limit, scope, limit.max_parallel, now)
+        ids: tuple[str, ...] = ()
+        budgets: list[_Budget] = []
+        if holds:
+            budgets, ids = self._budgets_of(plan, holds)
+            refusal = refusal or self._check_holds(holds, budgets, now)
+        if refusal is not None:
+            return Admission(False, now, refusal, _window_states(plan.rated, now))
+        return self._commit(lease, plan, tokens, holds, budgets, ids, now, bucket)
+
+    def _commit(
+        self,
+        lease: str,
+        plan: _Plan,
+        tokens: int,
+        holds: Sequence[BudgetHold],
+        budgets: list[_Budget],
+        ids: tuple[str, ...],
+        now: float,
+        bucket: int,
+    ) -> Admission:
+        expiry = now + self._lease_ttl
+        counted_in = bucket
+        # One request and the tokens, counted in each window's newest bucket.
+        for scope, _, _ in plan.windowed:
+            head = counted_in = scope.head
+            slot = head % WINDOW_BUCKETS
+            if scope.first > head:
+                scope.first = head
+            scope.requests[slot] += 1
+            scope.tokens[slot] += tokens
+            scope.sum_requests += 1
+            scope.sum_tokens += tokens
+        for scope, _ in plan.parallel:
+            scope.leases[lease] = expiry
+        used_after: list[tuple[str, int]] = []
+        for index, hold in enumerate(holds):
+            budget = budgets[index]
+            amount = hold.amount_nano
+            prior = budget.holds.get(lease)
+            budget.holds[lease] = (amount if prior is None else prior[0] + amount, expiry)
+            budget.held += amount
+            used_after.append((hold.scope, budget.spent + budget.held))
+        self._inflight[lease] = (plan, counted_in, budgets, ids)
+        return Admission(True, now, None, _window_states(plan.rated, now), tuple(used_after))
+
     def _scopes_of(self, limits: Sequence[RateLimit]) -> list[_Scope]:
         scopes = self._scopes
         found = []
@@ -275,7 +461,7 @@ class MemoryBackend:
     ) -> list[_Budget]:
         """Free the lease and holds and correct the acquire's bucket; the holds' budgets."""
         inflight = self._inflight.pop(lease, None)
-        if inflight is None or len(inflight.scopes) != len(limits):
+        if inflight is None or len(inflight[0].scopes) != len(limits):
             # Not acquired here (or forgotten by close()): the hold's period is the current one.
             scopes, bucket = self._scopes_of(limits), math.floor(at)
             budgets = [
@@ -283,12 +469,12 @@ class MemoryBackend:
                 for hold in holds
             ]
         else:
-            scopes, bucket = inflight.scopes, inflight.bucket
-            budgets = inflight.budgets
+            plan, bucket, budgets, period_ids = inflight
+            scopes = plan.scopes
             if len(budgets) != len(holds):
                 budgets = [
                     self._budget(hold.scope, hold.period, pid)
-                    for hold, pid in zip(holds, inflight.period_ids, strict=False)
+                    for hold, pid in zip(holds, period_ids, strict=False)
                 ]
         if requests or tokens:
             for limit, scope in zip(limits, scopes, strict=True):
@@ -346,30 +532,28 @@ class MemoryBackend:
             if pid != self._periods.id(period):
                 del self._budgets[key]
 
-    @staticmethod
-    def _window_states(
-        limits: Sequence[RateLimit], scopes: list[_Scope], now: float
-    ) -> tuple[WindowState, ...]:
-        """The header state of the tightest scope for requests and for tokens (the headers
-        report only those): a full state costs more than picking by the running sums."""
-        by_requests: tuple[RateLimit, _Scope] | None = None
-        by_tokens: tuple[RateLimit, _Scope] | None = None
-        least_requests = least_tokens = 0
-        for limit, scope in zip(limits, scopes, strict=True):
-            if limit.rpm is not None and (
-                by_requests is None or limit.rpm - scope.sum_requests < least_requests
-            ):
-                by_requests, least_requests = (limit, scope), limit.rpm - scope.sum_requests
-            if limit.tpm is not None and (
-                by_tokens is None or limit.tpm - scope.sum_tokens < least_tokens
-            ):
-                by_tokens, least_tokens = (limit, scope), limit.tpm - scope.sum_tokens
-        if by_requests is None:
-            return () if by_tokens is None else (by_tokens[1].state(by_tokens[0], now),)
-        first = by_requests[1].state(by_requests[0], now)
-        if by_tokens is None or by_tokens[1] is by_requests[1]:
-            return (first,)
-        return (first, by_tokens[1].state(by_tokens[0], now))
+
+def _window_states(
+    rated: tuple[tuple[RateLimit, _Scope], ...], now: float
+) -> tuple[WindowState, ...]:
+    """The header state of the tightest scope for requests and for tokens (the headers
+    report only those): a full state costs more than picking by the running sums."""
+    by_requests: tuple[RateLimit, _Scope] | None = None
+    by_tokens: tuple[RateLimit, _Scope] | None = None
+    least_requests = least_tokens = 0
+    for pair in rated:
+        limit, scope = pair
+        rpm, tpm = limit.rpm, limit.tpm
+        if rpm is not None and (by_requests is None or rpm - scope.sum_requests < least_requests):
+            by_requests, least_requests = pair, rpm - scope.sum_requests
+        if tpm is not None and (by_tokens is None or tpm - scope.sum_tokens < least_tokens):
+            by_tokens, least_tokens = pair, tpm - scope.sum_tokens
+    if by_requests is None:
+        return () if by_tokens is None else (by_tokens[1].state(by_tokens[0], now),)
+    first = by_requests[1].state(by_requests[0], now)
+    if by_tokens is None or by_tokens[1] is by_requests[1]:
+        return (first,)
+    return (first, by_tokens[1].state(by_tokens[0], now))
 
 
 def _window_refusal(limit: RateLimit, scope: _Scope, tokens: int, now: float) -> Refusal | None:

@@ -19,7 +19,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain
 from typing import Any, Final, Literal
 
 from sqlalchemy import ColumnElement, Select, String, case, func, select
@@ -210,10 +209,42 @@ LedgerItem = LedgerRow | LedgerValues
 LEDGER_COLUMNS: Final = _INSERT_COLUMNS
 
 
-def _sqlite_params(item: LedgerItem) -> tuple[Any, ...]:
-    if isinstance(item, LedgerRow):
-        return _sqlite_tuple(item)
-    return (sqlite_timestamp(item[0]), *item[1:])
+def _sqlite_params(rows: Sequence[LedgerItem]) -> tuple[Any, ...]:
+    """The parameters of one multi-row SQLite insert of ``rows``. A LedgerValues row needs
+    only its timestamp formatted (as :func:`sqlite_timestamp` does, inlined: it runs for
+    every request the gateway serves)."""
+    params: list[Any] = []
+    extend = params.extend
+    cached_second, cached_text = _last_second[0]
+    for item in rows:
+        if isinstance(item, LedgerRow):
+            extend(_sqlite_tuple(item))
+            continue
+        unix = item[0]
+        second = int(unix)
+        micro = round((unix - second) * 1_000_000)
+        if micro >= 1_000_000:
+            second, micro = second + 1, micro - 1_000_000
+        if second != cached_second:
+            cached_second, cached_text = second, sqlite_timestamp(second)[:19]
+        values = list(item)
+        values[0] = f"{cached_text}.{micro:06d}"
+        # Bound as they are, an absent value (None) and the stream flag (bool) each go
+        # through the driver's adapter registry (a tuple, a lookup and a call per value:
+        # most of what binding a row cost); an int and a float bind directly, and SQLite
+        # stores a NaN it is given as NULL (sqlite3_bind_double). A ledger row never
+        # holds a NaN of its own: LedgerValues are finite.
+        values[_STREAM] = 1 if values[_STREAM] else 0
+        for index in _NULLABLE:
+            if values[index] is None:
+                values[index] = _NULL
+        extend(values)
+    return tuple(params)
+
+
+_STREAM: Final = _AT["stream"]
+_NULLABLE: Final = tuple(_AT[c.key] for c in usage_ledger.columns if c.nullable and c.key in _AT)
+_NULL: Final = math.nan
 
 
 _last_second: list[tuple[int, str]] = [(-1, "")]
@@ -258,8 +289,7 @@ class LedgerStore:
                 # The gateway's own process pays for every ledger row: on SQLite, hand the
                 # driver plain parameters (a fraction of SQLAlchemy's per-row binding).
                 for start, size in _sqlite_chunks(len(rows)):
-                    chunk = rows[start : start + size]
-                    params = tuple(chain.from_iterable(map(_sqlite_params, chunk)))
+                    params = _sqlite_params(rows[start : start + size])
                     await conn.exec_driver_sql(_sqlite_insert(size), params)
             else:
                 await conn.execute(usage_ledger.insert(), [_column_values(row) for row in rows])

@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from sluicegate.api.sse import Usage
 from sluicegate.record import RequestRecord
 from sluicegate.store.db import create_engine
 from sluicegate.store.ledger import LEDGER_COLUMNS, LedgerRow, LedgerStore, sqlite_timestamp
 from sluicegate.store.migrate import upgrade
+from sluicegate.store.tables import usage_ledger
 
 
 def _record() -> RequestRecord:
@@ -112,3 +114,37 @@ async def test_created_at_reads_back_as_the_request_time(tmp_path: Path) -> None
         assert await store.spend_since("key_id", later) == {}
     finally:
         await engine.dispose()
+
+
+async def test_absent_values_read_back_as_null_and_the_stream_flag_as_a_boolean(
+    tmp_path: Path,
+) -> None:
+    """The SQLite insert binds an absent value as NaN (SQLite stores it as NULL) and the
+    stream flag as 0/1: what is read back is exactly None and a boolean, never a NaN."""
+    url = f"sqlite:///{tmp_path}/l.db"
+    await upgrade(url)
+    engine = create_engine(url)
+    try:
+        store = LedgerStore(engine)
+        bare = RequestRecord("req_bare", "messages")  # no partner, usage, error, stream ...
+        bare.key_id, bare.key_name, bare.status = "key_1", "app", 200
+        full = _record()
+        await store.insert_many([bare.ledger_values(), full.ledger_values()])
+        async with engine.connect() as conn:
+            query = sa.select(usage_ledger).order_by(usage_ledger.c.id)
+            first, second = (await conn.execute(query)).all()
+            # NULL in SQL terms too (a NaN would not match IS NULL)
+            null = sa.and_(usage_ledger.c.ttft_ms.is_(None), usage_ledger.c.partner_id.is_(None))
+            nulls = await conn.scalar(sa.select(sa.func.count()).where(null))
+    finally:
+        await engine.dispose()
+    absent = ["partner_id", "partner_name", "model", "deployment", "upstream_model"]
+    absent += ["error_type", "ttft_ms", "upstream_request_id", "client_session_id"]
+    assert all(getattr(first, name) is None for name in (*absent, "client_agent_id"))
+    assert first.stream is False and second.stream is True and nulls == 1
+    assert (second.partner_name, second.error_type, second.client_agent_id) == (
+        "acme",
+        "x" * 64,
+        "agent",
+    )
+    assert (first.key_id, first.input_tokens, first.cost_usd) == ("key_1", 0, 0.0)
