@@ -248,17 +248,28 @@ MAX_GOVERNANCE_CPU_RATIO = 1.25
 
 
 def evaluate_overhead(target: str, base: str, rows: dict[tuple[str, str], dict[str, Any]],
-                      max_ratio: float = MAX_GOVERNANCE_CPU_RATIO) -> Verdict:
+                      max_ratio: float = MAX_GOVERNANCE_CPU_RATIO,
+                      rounds: dict[str, list[tuple[float, float]]] | None = None) -> Verdict:
     """CPU per request of ``target`` (the gateway with limits, budgets and the ledger on)
-    against ``base`` (the same gateway without them), per mode."""
+    against ``base`` (the same gateway without them), per mode. With ``rounds`` (mode ->
+    [(base, target) ms/req] from interleaved runs, see overhead.py) the verdict is the median
+    of the rounds' ratios; otherwise the ratio of the two table rows."""
     verdict = Verdict(f"{target} (vs {base})")
     for mode in ("json", "stream"):
         row = rows.get((target, mode), {})
         mine = _num(row.get("cpu_ms_per_req"))
         ref = _num(rows.get((base, mode), {}).get("cpu_ms_per_req"))
+        pairs = [(b, t) for b, t in (rounds or {}).get(mode, []) if b > 0]
         name = f"CPU/req ({mode}) <= {max_ratio}x {base}"
         if row.get("errors"):
             verdict.checks.append(Check(name, "FAIL", "; ".join(row["errors"])))
+        elif pairs:
+            ratios = sorted(t / b for b, t in pairs)
+            ratio = percentile(ratios, 50)
+            each = ", ".join(f"{r:.2f}" for r in ratios)
+            verdict.checks.append(Check(name, "PASS" if ratio <= max_ratio else "FAIL",
+                                        f"median of {len(ratios)} interleaved rounds "
+                                        f"{ratio:.2f}x ({each})"))
         elif mine is None or ref is None or ref <= 0:
             verdict.checks.append(Check(name, "N/A", "CPU time not measured"))
         else:

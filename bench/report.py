@@ -115,6 +115,8 @@ def write_json(bench: Bench, verdicts: list[bl.Verdict], opts: Options, started:
         "options": vars(opts),
         "rows": list(bench.rows.values()),
         "notes": bench.notes,
+        # governed vs core CPU ms/req, per mode, one (core, governed) pair per round
+        "overhead_rounds": bench.rounds,
         "verdicts": [{"target": v.target, "passed": v.passed,
                       "checks": [vars(c) for c in v.checks]} for v in verdicts],
     }

@@ -34,6 +34,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 import benchlib as bl  # noqa: E402
+import overhead  # noqa: E402
 from common import (  # noqa: E402
     EXPECT,
     LOGS,
@@ -117,6 +118,7 @@ class Bench:
         self.procs = procs
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
         self.notes: list[str] = []
+        self.rounds: overhead.Samples = {}  # governed vs core, interleaved (overhead.py)
 
     # ---- load generators
 
@@ -329,6 +331,26 @@ def start_sluicegate(procs: Processes, opts: Options, upstream: str, workdir: Pa
     return Target(name, "governed" if governed else "sluicegate", base, key, proc.pid, proc)
 
 
+def run_rounds(bench: Bench, procs: Processes, opts: Options, upstream: str, workdir: Path,
+               rounds: int) -> None:
+    """The governance CPU verdict's figures: core and governed side by side (overhead.py)."""
+    print(f"starting sluicegate and sluicegate+limits for {rounds} interleaved rounds ...",
+          flush=True)
+    started: list[Target] = []
+    try:
+        core = start_sluicegate(procs, opts, upstream, workdir)
+        started.append(core)
+        governed = start_sluicegate(procs, opts, upstream, workdir, governed=True)
+        started.append(governed)
+        bench.rounds = overhead.interleaved(bench, core, governed, rounds)
+    except (StartError, RuntimeError, OSError) as exc:
+        bench.notes.append(f"overhead rounds not run: {str(exc).splitlines()[0]}")
+    finally:
+        for target in started:
+            assert target.proc is not None
+            procs.stop_named(target.proc)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -349,6 +371,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         choices=["direct", "reference", "sluicegate", "governed"],
                         help="limit to these built-in targets (repeatable; direct always "
                         "runs; governed = sluicegate with limits, budgets and ledger on)")
+    parser.add_argument("--overhead-rounds", type=int,
+                        help="interleaved core/governed rounds behind the governance CPU "
+                        "verdict (default 3, --quick 1; 0: compare the table's single runs)")
     parser.add_argument("--sluicegate-bin", help="sluicegate executable (default: next to "
                         "this Python, else on PATH)")
     parser.add_argument("--no-pin", action="store_true", help="do not use taskset")
@@ -464,6 +489,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     bench.notes.append(f"sluicegate wrote {len(lines)} log lines at level "
                                        f"warning (see {LOGS / 'sluicegate.log'}):\n{tail}")
 
+        rounds = args.overhead_rounds if args.overhead_rounds is not None else (
+            1 if args.quick else 3)
+        if rounds > 0 and {"sluicegate", "governed"} <= only:
+            run_rounds(bench, procs, opts, upstream.base_url, workdir / "rounds", rounds)
+
         for name, url in peer_urls.items():  # ---- optional hook: peers
             key = peer_keys.get(name) or os.environ.get(f"BENCH_PEER_KEY_{name.upper()}", "")
             if not key:
@@ -491,7 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdicts = [bl.evaluate(name, bench.rows) for name in evaluated
                 if any(key[0] == name for key in bench.rows)]
     if any(key[0] == "sluicegate+limits" for key in bench.rows):
-        verdicts.append(bl.evaluate_overhead("sluicegate+limits", "sluicegate", bench.rows))
+        verdicts.append(bl.evaluate_overhead("sluicegate+limits", "sluicegate", bench.rows,
+                                             rounds=bench.rounds))
     render(bench, verdicts, opts)
     write_json(bench, verdicts, opts, started, args.output)
     print(f"\nresults: {args.output}   logs: {LOGS}   "

@@ -128,3 +128,24 @@ def test_parse_named() -> None:
     }
     with pytest.raises(ValueError, match="--peer"):
         bl.parse_named(["novalue"], "--peer")
+
+
+def test_evaluate_overhead_takes_the_median_of_interleaved_rounds() -> None:
+    rows = {
+        ("sluicegate", "json"): {"cpu_ms_per_req": 0.200},
+        ("sluicegate+limits", "json"): {"cpu_ms_per_req": 0.300},  # a disturbed single run
+        ("sluicegate", "stream"): {"cpu_ms_per_req": 0.200},
+        ("sluicegate+limits", "stream"): {"cpu_ms_per_req": 0.240},
+    }
+    single = bl.evaluate_overhead("sluicegate+limits", "sluicegate", rows)
+    assert [c.status for c in single.checks] == ["FAIL", "PASS"]
+    rounds = {
+        "json": [(0.200, 0.230), (0.210, 0.320), (0.190, 0.220)],  # ratios 1.15, 1.52, 1.16
+        "stream": [(0.200, 0.260), (0.200, 0.270), (0.200, 0.250)],  # 1.30, 1.35, 1.25
+    }
+    verdict = bl.evaluate_overhead("sluicegate+limits", "sluicegate", rows, rounds=rounds)
+    json_check, stream_check = verdict.checks
+    assert json_check.status == "PASS"
+    assert "median of 3 interleaved rounds 1.16x" in json_check.detail
+    assert stream_check.status == "FAIL" and "1.30x" in stream_check.detail
+    assert not verdict.passed
