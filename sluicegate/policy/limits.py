@@ -159,9 +159,9 @@ class Governor:
             # Straight to the backend unless others wait for this capacity (then the fair
             # queue decides, and a newcomer must not overtake them).
             queued = plan.shared and bool(queue.queues) and queue.depth(deployment.name) > 0
-            admission: Admission | None = None
+            admission: Admission | None
             if queued:
-                pass
+                admission = None
             elif self._memory is not None:
                 admission = self._memory.acquire_now(lease, limits, ticket.tokens, holds)
             else:

@@ -99,8 +99,7 @@ class _Scope:
         return None
 
     def state(self, limit: RateLimit, now: float) -> WindowState:
-        """Header state: what is left, and when the oldest bucket counted leaves the window
-        (``leaves_window_in`` inlined: this runs for every governed answer)."""
+        """Header state: what is left, and when the oldest bucket counted leaves the window."""
         rpm, tpm = limit.rpm, limit.tpm
         requests, tokens, head = self.requests, self.tokens, self.head
         second = self.first
@@ -115,25 +114,11 @@ class _Scope:
         requests_left = tokens_left = None
         requests_reset = tokens_reset = None
         if rpm is not None:
-            requests_left = rpm - self.sum_requests
-            if requests_left < 0:
-                requests_left = 0
-            oldest = second
-            while oldest <= head and requests[oldest % WINDOW_BUCKETS] <= 0:
-                oldest += 1
-            requests_reset = oldest + WINDOW_BUCKETS - now if oldest <= head else 0.0
-            if requests_reset < 0.0:
-                requests_reset = 0.0
+            requests_left, requests_reset = _left(
+                rpm, self.sum_requests, requests, second, head, now
+            )
         if tpm is not None:
-            tokens_left = tpm - self.sum_tokens
-            if tokens_left < 0:
-                tokens_left = 0
-            oldest = second
-            while oldest <= head and tokens[oldest % WINDOW_BUCKETS] <= 0:
-                oldest += 1
-            tokens_reset = oldest + WINDOW_BUCKETS - now if oldest <= head else 0.0
-            if tokens_reset < 0.0:
-                tokens_reset = 0.0
+            tokens_left, tokens_reset = _left(tpm, self.sum_tokens, tokens, second, head, now)
         return WindowState(
             limit.scope, rpm, requests_left, requests_reset, tpm, tokens_left, tokens_reset
         )
@@ -144,6 +129,18 @@ class _Budget:
     spent: int = 0
     held: int = 0
     holds: dict[str, tuple[int, float]] = field(default_factory=dict)  # lease -> amount, expiry
+
+
+def _left(
+    limit: int, total: int, counts: list[int], second: int, head: int, now: float
+) -> tuple[int, float]:
+    """What ``limit`` has left after ``total``, and the seconds until the oldest bucket
+    from ``second`` that holds a count in ``counts`` leaves the window (0 when none does)."""
+    oldest = second
+    while oldest <= head and counts[oldest % WINDOW_BUCKETS] <= 0:
+        oldest += 1
+    reset = oldest + WINDOW_BUCKETS - now if oldest <= head else 0.0
+    return (limit - total if limit > total else 0), (reset if reset > 0.0 else 0.0)
 
 
 # A limit that is not set, as a number no count reaches: the checks need no None tests.
