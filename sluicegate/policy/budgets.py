@@ -60,26 +60,26 @@ class SoftThresholdAlerts:
     """Logs ``budget.soft_threshold`` once per budget and period when spend crosses it."""
 
     def __init__(self, fraction: float) -> None:
-        self.fraction = fraction
+        self._fraction = fraction
         self._raised: set[tuple[str, str]] = set()
         # Budget (nano-USD) -> the least spend at or past the threshold: an integer compare
         # per settle instead of a float product of a large integer.
-        self.thresholds: dict[int, int] = {}
+        self._thresholds: dict[int, int] = {}
 
     def threshold(self, limit_nano: int) -> int:
         """The least spend (nano-USD) that reaches the soft threshold of ``limit_nano``."""
-        threshold = self.thresholds.get(limit_nano)
+        threshold = self._thresholds.get(limit_nano)
         if threshold is None:
             # spent >= fraction * limit  <=>  spent >= ceil(fraction * limit), for integers
-            threshold = math.ceil(self.fraction * limit_nano)
-            if len(self.thresholds) >= 10_000:
-                self.thresholds.clear()
-            self.thresholds[limit_nano] = threshold
+            threshold = math.ceil(self._fraction * limit_nano)
+            if len(self._thresholds) >= 10_000:
+                self._thresholds.clear()
+            self._thresholds[limit_nano] = threshold
         return threshold
 
     def check(self, spends: Iterable[BudgetSpend], budgets: Iterable[Budget]) -> None:
         for spend in spends:
-            if spend.spent_nano < self.fraction * spend.limit_nano:
+            if spend.spent_nano < self.threshold(spend.limit_nano):
                 continue
             labels = {b.scope: b.label for b in budgets}
             marker = (spend.scope, period_id(spend.period, datetime.now(UTC)))

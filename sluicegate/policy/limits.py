@@ -134,9 +134,7 @@ class Governor:
     ) -> Ticket:
         """Reserve what this request may use, or raise a GatewayError (429 or 503)."""
         deployment = route.deployment
-        price = self.prices.price_for(parsed.model, route.upstream_model)
-        if price is None:
-            self._unpriced_model(route.upstream_model)
+        price = self._price(parsed.model, route.upstream_model)
         plan = self._plans.get((id(principal.limits), id(deployment)))
         if plan is None or plan.own is not principal.limits or plan.deployment is not deployment:
             plan = self._plan(principal.limits, deployment)
@@ -242,14 +240,11 @@ class Governor:
         """A settle's budget spends: kept for the remaining-budget gauge, and checked
         against the soft threshold."""
         alerts, latest = self._alerts, self._latest_spends
-        thresholds = alerts.thresholds
         for spend in spends:
             where = (spend.scope, spend.period)
             if len(latest) < _SPENDS_KEPT or where in latest:
                 latest[where] = (spend, budgets)
-            spent, limit = spend.spent_nano, spend.limit_nano
-            threshold = thresholds.get(limit)
-            if spent >= (alerts.threshold(limit) if threshold is None else threshold):
+            if spend.spent_nano >= alerts.threshold(spend.limit_nano):
                 alerts.check((spend,), budgets)  # past the soft threshold (alerted once)
 
     def budgets_left(self) -> list[tuple[tuple[str, str], float]]:
@@ -270,17 +265,13 @@ class Governor:
 
     def _price(self, alias: str, upstream_model: str) -> Price | None:
         price = self.prices.price_for(alias, upstream_model)
-        if price is None:
-            self._unpriced_model(upstream_model)
-        return price
-
-    def _unpriced_model(self, upstream_model: str) -> None:
-        if upstream_model not in self._unpriced and len(self._unpriced) < 1000:
+        if price is None and upstream_model not in self._unpriced and len(self._unpriced) < 1000:
             self._unpriced.add(upstream_model)
             log.warning(
                 "model %s has no price: its cost is recorded as 0 (set prices: in the config)",
                 upstream_model[:100],
             )
+        return price
 
     def _plan(self, own: tuple[RateLimit, ...], deployment: Deployment) -> _Plan:
         """What a principal with the limits ``own`` counts against on ``deployment``: kept
