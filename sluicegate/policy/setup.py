@@ -112,7 +112,7 @@ class Governance:
     @classmethod
     def build(cls, settings: Settings, engine: AsyncEngine) -> Governance:
         backend = build_backend(settings)
-        store = LedgerStore(engine)
+        store = LedgerStore(engine, own_thread=True)  # the gateway's writer: see LedgerStore
         writer = LedgerWriter(
             store,
             flush_interval=settings.ledger.flush_interval,

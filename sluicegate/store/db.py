@@ -32,7 +32,9 @@ __all__ = [
     "create_engine",
     "is_postgres",
     "is_sqlite",
+    "prepare_sqlite_connection",
     "redact_url",
+    "sqlite_file",
 ]
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -151,6 +153,12 @@ def create_engine(database_url: str, *, schema: str | None = None) -> AsyncEngin
     )
 
 
+def sqlite_file(engine: AsyncEngine) -> Path | None:
+    """The file of a SQLite engine; None for PostgreSQL and for an in-memory or URI
+    database (which another connection could not open as the same database)."""
+    return _sqlite_file(engine.url) if is_sqlite(engine) else None
+
+
 def _sqlite_file(url: URL) -> Path | None:
     database = url.database
     if (
@@ -174,7 +182,12 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
-    # SQLAlchemy emits BEGIN itself (see _sqlite_on_begin): stop the driver from doing it.
+    prepare_sqlite_connection(dbapi_connection)
+
+
+def prepare_sqlite_connection(dbapi_connection: Any) -> None:
+    """What every connection to the SQLite file gets: no implicit transactions (the
+    caller, SQLAlchemy or the ledger's writer, emits BEGIN), the pragmas, and WAL."""
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:

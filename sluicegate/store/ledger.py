@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import math
 import operator
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,8 +25,9 @@ from typing import Any, Final, Literal
 from sqlalchemy import ColumnElement, Select, String, case, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from sluicegate.store.db import SQLITE_BEGIN
+from sluicegate.store.db import SQLITE_BEGIN, sqlite_file
 from sluicegate.store.fields import aware
+from sluicegate.store.sqlite_thread import SqliteThread
 from sluicegate.store.tables import usage_ledger
 
 __all__ = ["GROUPS", "LEDGER_COLUMNS", "METRICS", "LedgerItem", "LedgerRow", "LedgerStore"]
@@ -273,16 +275,48 @@ def _column_values(item: LedgerItem) -> dict[str, Any]:
     return values
 
 
-class LedgerStore:
-    """Reads and batch writes of the ``usage_ledger`` table."""
+def _insert_sqlite(connection: sqlite3.Connection, rows: Sequence[LedgerItem]) -> None:
+    """Insert ``rows`` in one transaction, on the ledger's own SQLite connection."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        for start, size in _sqlite_chunks(len(rows)):
+            connection.execute(_sqlite_insert(size), _sqlite_params(rows[start : start + size]))
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
 
-    def __init__(self, engine: AsyncEngine) -> None:
+
+class LedgerStore:
+    """Reads and batch writes of the ``usage_ledger`` table.
+
+    ``own_thread`` (the gateway's ledger writer): on a SQLite file, batches are written on a
+    connection and thread of the store's own (see store.sqlite_thread); :meth:`close` ends
+    them. Other stores write through the engine."""
+
+    def __init__(self, engine: AsyncEngine, *, own_thread: bool = False) -> None:
         self._engine = engine
         self._writer = engine.execution_options(**_WRITE)
+        path = sqlite_file(engine) if own_thread else None
+        self._thread = None if path is None else SqliteThread(path, "sluicegate-ledger")
+
+    @property
+    def writes_run_to_end(self) -> bool:
+        """Whether a write, once begun, ends as it would have even if its caller is
+        cancelled (on the store's own thread): then only its outcome says what was written."""
+        return self._thread is not None
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            await self._thread.close()
 
     async def insert_many(self, rows: Sequence[LedgerItem]) -> None:
         """Insert ``rows`` in one transaction."""
         if not rows:
+            return
+        if self._thread is not None:
+            await self._thread.run(_insert_sqlite, rows)
             return
         async with self._writer.begin() as conn:
             if self._engine.dialect.name == "sqlite":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections import deque
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
@@ -37,6 +38,9 @@ _STOP_RETRY_PAUSE = 0.2
 def _refused_for_data(exc: Exception) -> bool:
     """The database answered and refused these values (retrying the batch cannot help)."""
     if isinstance(exc, DataError | IntegrityError | TypeError | ValueError):
+        return True
+    # The same, from the sqlite3 module itself (the store's own SQLite connection).
+    if isinstance(exc, sqlite3.DataError | sqlite3.IntegrityError | sqlite3.InterfaceError):
         return True
     # A value the driver or a column type could not convert (not a database round trip).
     return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
@@ -140,6 +144,7 @@ class LedgerWriter:
             self._buffer.clear()
             self._dropped += lost
             log.error("ledger: %d rows could not be written before shutdown", lost)
+        await self.store.close()
 
     async def flush(self) -> None:
         """Write the rows buffered now, in batches of ``batch_size``. On a database failure
@@ -155,9 +160,9 @@ class LedgerWriter:
                 batch = [self._buffer.popleft() for _ in range(size)]
                 self._in_flight = size
                 try:
-                    await self._write(batch)
+                    cancelled = await self._write_to_end(batch)
                 except BaseException as exc:
-                    self._restore(batch)  # cancelled (shutdown deadline) or failed
+                    self._restore(batch)  # failed (or cancelled from within): not written
                     if not isinstance(exc, Exception):
                         raise
                     self._failed(exc)
@@ -166,7 +171,28 @@ class LedgerWriter:
                     self._in_flight = 0
                 todo -= size
                 self._recovered()
+                if cancelled:  # (shutdown deadline) after the batch was written
+                    raise asyncio.CancelledError
             return True
+
+    async def _write_to_end(self, batch: list[LedgerItem]) -> bool:
+        """:meth:`_write`; whether this task was cancelled meanwhile. A store whose writes
+        run to their end once begun (its own SQLite thread) is waited for even then: the
+        batch may have been written, and rows handed back to the buffer would be written
+        twice. Other stores roll back when cancelled (and may wait on an unreachable
+        database), so the cancellation goes to them."""
+        if not self.store.writes_run_to_end:
+            await self._write(batch)
+            return False
+        write = asyncio.ensure_future(self._write(batch))
+        cancelled = False
+        while not write.done():
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                cancelled = True  # bounded by SQLite's busy timeout: wait for it
+        write.result()  # its own failure, if any
+        return cancelled
 
     async def _write(self, batch: list[LedgerItem]) -> None:
         try:
