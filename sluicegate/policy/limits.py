@@ -54,7 +54,8 @@ class Ticket:
     lease: str
     limits: tuple[RateLimit, ...] = ()
     tokens: int = 0
-    holds: tuple[BudgetHold, ...] = ()
+    held: tuple[Budget, ...] = ()  # the budgets the request's worst-case cost is held on
+    hold_nano: int = 0  # that worst case (nano-USD), held on each of them
     budgets: tuple[Budget, ...] = ()
     price: Price | None = None
     admission: Admission | None = None
@@ -64,6 +65,13 @@ class Ticket:
     @property
     def windows(self) -> tuple[WindowState, ...]:
         return self.admission.windows if self.admission is not None else ()
+
+    @property
+    def holds(self) -> tuple[BudgetHold, ...]:
+        """The holds as LimitBackend takes them (the in-process backend is given the
+        budgets and amounts as they are: no hold objects per request)."""
+        amount = self.hold_nano
+        return tuple([BudgetHold(b.scope, b.period, b.limit_nano, amount) for b in self.held])
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +120,9 @@ class Governor:
         self.queue = FairQueue(max_wait, max_queue, _shared_refusal)
         self._alerts = SoftThresholdAlerts(soft_threshold)
         self._unpriced: set[str] = set()
-        # (scope, period) -> a budget's latest spend and the budgets of its request (for
-        # the label): read by the remaining-budget gauge at scrape time, not per settle.
-        self._latest_spends: dict[tuple[str, str], tuple[BudgetSpend, tuple[Budget, ...]]] = {}
+        # Budget scope -> the budget and its spend (nano-USD) as of its latest settle: read
+        # by the remaining-budget gauge at scrape time, not per settle.
+        self._latest_spends: dict[str, tuple[Budget, int]] = {}
         # Observer (metrics): a fair-queue wait (deployment, seconds, admitted).
         self.on_queue_wait: Callable[[str, float, bool], None] | None = None
 
@@ -144,13 +152,14 @@ class Governor:
             return Ticket(lease, price=price)
         input_tokens = estimate_input_tokens(parsed.raw, parsed.payload)
         max_output = parsed.max_tokens or deployment.default_max_tokens
-        holds: tuple[BudgetHold, ...] = ()
+        held: tuple[Budget, ...] = ()
+        worst = 0
         if budgets and price is not None:
             worst = self.prices.worst_case_nano(price, input_tokens, max_output)
             if worst > 0:  # zero-priced models never meet a budget
-                holds = tuple([BudgetHold(b.scope, b.period, b.limit_nano, worst) for b in budgets])
-        ticket = Ticket(lease, limits, input_tokens + max_output, holds, budgets, price)
-        if not limits and not holds:
+                held = budgets
+        ticket = Ticket(lease, limits, input_tokens + max_output, held, worst, budgets, price)
+        if not limits and not held:
             return ticket
         queue = self.queue
         try:
@@ -161,9 +170,10 @@ class Governor:
             if queued:
                 admission = None
             elif self._memory is not None:
-                admission = self._memory.acquire_now(lease, limits, ticket.tokens, holds)
+                amounts = (worst,) * len(held)
+                admission = self._memory.acquire_now(lease, limits, ticket.tokens, held, amounts)
             else:
-                admission = await self.backend.acquire(lease, limits, ticket.tokens, holds)
+                admission = await self.backend.acquire(lease, limits, ticket.tokens, ticket.holds)
             if admission is None or (admission.refusal is not None and _shared_refusal(admission)):
                 queued_at = time.perf_counter()
                 admission = await queue.admit(
@@ -218,43 +228,45 @@ class Governor:
                 + usage.cache_read_input_tokens
                 + usage.cache_creation_input_tokens
             )
-        lease, limits, at, holds = ticket.lease, ticket.limits, ticket.admission.at, ticket.holds
+        lease, limits, at, held = ticket.lease, ticket.limits, ticket.admission.at, ticket.held
+        spent: list[int]  # each held budget's spend after this settle, in their order
         try:
             if self._memory is not None:
-                spends = self._memory.settle_now(
-                    lease, limits, at, ticket.tokens, used_tokens, holds, cost_nano
+                spent = self._memory.settle_now(
+                    lease, limits, at, ticket.tokens, used_tokens, held, cost_nano
                 )
             else:
                 spends = await self.backend.settle(
-                    lease, limits, at, ticket.tokens, used_tokens, holds, cost_nano
+                    lease, limits, at, ticket.tokens, used_tokens, ticket.holds, cost_nano
                 )
+                spent = [spend.spent_nano for spend in spends]
         except (LimitStoreUnavailable, asyncio.CancelledError):
-            spends = []  # the leases expire by themselves; the ledger keeps the cost
+            spent = []  # the leases expire by themselves; the ledger keeps the cost
         if self.queue.queues:  # someone waits: the capacity freed may be theirs
             self.queue.notify()
-        if spends:
-            self._spent(spends, ticket.budgets)
+        if spent:
+            self._spent(held, spent)
         return cost_nano / 1e9
 
-    def _spent(self, spends: list[BudgetSpend], budgets: tuple[Budget, ...]) -> None:
+    def _spent(self, budgets: tuple[Budget, ...], spent: list[int]) -> None:
         """A settle's budget spends: kept for the remaining-budget gauge, and checked
         against the soft threshold."""
         alerts, latest = self._alerts, self._latest_spends
-        for spend in spends:
-            where = (spend.scope, spend.period)
-            if len(latest) < _SPENDS_KEPT or where in latest:
-                latest[where] = (spend, budgets)
-            if spend.spent_nano >= alerts.threshold(spend.limit_nano):
-                alerts.check((spend,), budgets)  # past the soft threshold (alerted once)
+        for index, budget in enumerate(budgets):
+            value, scope = spent[index], budget.scope
+            if len(latest) < _SPENDS_KEPT or scope in latest:
+                latest[scope] = (budget, value)
+            if value >= alerts.threshold(budget.limit_nano):  # alerted once per period
+                spend = BudgetSpend(scope, budget.period, value, budget.limit_nano)
+                alerts.check((spend,), budgets)
 
     def budgets_left(self) -> list[tuple[tuple[str, str], float]]:
         """(budget label, period) -> USD left, as of each budget's latest settle in this
         process (the remaining-budget gauge reads it at scrape time)."""
         series = []
-        for spend, budgets in list(self._latest_spends.values()):
-            label = next((b.label for b in budgets if b.scope == spend.scope), spend.scope)
-            left = max(spend.limit_nano - spend.spent_nano, 0) / NANO_PER_USD
-            series.append(((label, spend.period), left))
+        for budget, spent in list(self._latest_spends.values()):
+            left = max(budget.limit_nano - spent, 0) / NANO_PER_USD
+            series.append(((budget.label, budget.period), left))
         return series
 
     def reprice(self, ticket: Ticket, alias: str, upstream_model: str | None) -> None:
@@ -292,8 +304,7 @@ class Governor:
         assert refusal is not None
         if refusal.kind == "budget":
             budget = next(b for b in ticket.budgets if b.scope == refusal.scope)
-            hold = next(h for h in ticket.holds if h.scope == refusal.scope)
-            error: GatewayError = budget_refusal(budget, refusal, hold.amount_nano)
+            error: GatewayError = budget_refusal(budget, refusal, ticket.hold_nano)
         else:
             error = RateLimited(
                 _rate_message(principal, refusal),

@@ -29,6 +29,20 @@ class RateLimit:
         object.__setattr__(self, "windowed", self.rpm is not None or self.tpm is not None)
 
 
+class BudgetLimit(Protocol):
+    """A budget as the in-process backend's hot path takes it: a BudgetHold without its
+    amount, or the policy's Budget itself (so no hold is built per request)."""
+
+    @property
+    def scope(self) -> str: ...
+
+    @property
+    def period(self) -> str: ...
+
+    @property
+    def limit_nano(self) -> int: ...
+
+
 @dataclass(slots=True)  # made per request: plain (frozen ones cost 5x to build)
 class BudgetHold:
     scope: str  # "key:…" | "partner:…"

@@ -18,6 +18,7 @@ from sluicegate.state.base import (
     WINDOW_BUCKETS,
     Admission,
     BudgetHold,
+    BudgetLimit,
     BudgetSpend,
     RateLimit,
     Refusal,
@@ -127,8 +128,9 @@ class _Scope:
 @dataclass(slots=True)
 class _Budget:
     spent: int = 0
-    held: int = 0
-    holds: dict[str, tuple[int, float]] = field(default_factory=dict)  # lease -> amount, expiry
+    held: int = 0  # by in-flight acquires (their amounts are in MemoryBackend._inflight) ...
+    # ... and by the leases close() forgot, until they expire: lease -> amount, expiry
+    orphans: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 def _left(
@@ -155,8 +157,8 @@ class _Plan:
 
     __slots__ = (
         "budgets",
+        "held_for",
         "hold_day",
-        "hold_keys",
         "limits",
         "parallel",
         "period_ids",
@@ -169,10 +171,10 @@ class _Plan:
         self.limits = limits
         self.scopes = scopes
         pairs = [(limit, scope) for limit, scope in zip(limits, scopes, strict=True)]
-        # (scope, rpm, tpm) of each windowed limit and (scope, max_parallel) of each
+        # (scope, rpm, tpm, limit) of each windowed limit and (scope, max_parallel) of each
         # concurrency limit, in the limits' order.
         self.windowed = tuple(
-            (scope, _number(limit.rpm), _number(limit.tpm))
+            (scope, _number(limit.rpm), _number(limit.tpm), limit)
             for limit, scope in pairs
             if limit.windowed
         )
@@ -180,9 +182,10 @@ class _Plan:
             (scope, limit.max_parallel) for limit, scope in pairs if limit.max_parallel is not None
         )
         self.rated = tuple((limit, scope) for limit, scope in pairs if limit.windowed)
-        # The budgets of the last holds seen with these limits, valid on ``hold_day``.
+        # The counters of the last budgets held with these limits (``held_for``, the
+        # sequence itself), valid on ``hold_day``.
         self.hold_day = -1
-        self.hold_keys: tuple[tuple[str, str], ...] = ()
+        self.held_for: object = None
         self.budgets: list[_Budget] = []
         self.period_ids: tuple[str, ...] = ()
 
@@ -192,8 +195,12 @@ def _number(limit: int | None) -> int:
 
 
 # What one unsettled acquire counted, so that settle finds it without lookups: the plan,
-# the bucket its request and tokens were counted in, its holds' budgets and period ids.
-_Inflight = tuple[_Plan, int, list[_Budget], tuple[str, ...]]
+# the bucket its request and tokens were counted in, its budgets' counters and period ids,
+# the amounts held on them, and when the lease would expire.
+_Inflight = tuple[_Plan, int, list[_Budget], tuple[str, ...], Sequence[int], float]
+# A windowed limit as the hot loops read it: (scope, rpm, tpm, the limit), with an unset
+# rpm or tpm as _UNLIMITED.
+_Windowed = tuple[_Scope, int, int, RateLimit]
 _PLANS_KEPT = 4096  # plans are a few hundred bytes; a new key-table load makes new ones
 
 
@@ -217,7 +224,11 @@ class MemoryBackend:
         return None
 
     async def close(self) -> None:
-        # Like a process that stopped renewing: its unsettled leases now expire by TTL.
+        # Like a process that stopped renewing: its unsettled leases now expire by TTL
+        # (concurrency leases carry their expiry already; holds become orphans).
+        for lease, (_, _, counters, _, amounts, expiry) in self._inflight.items():
+            for index, counter in enumerate(counters):
+                counter.orphans[lease] = (amounts[index], expiry)
         self._inflight.clear()
 
     def available(self) -> bool:
@@ -230,7 +241,7 @@ class MemoryBackend:
         tokens: int,
         holds: Sequence[BudgetHold],
     ) -> Admission:
-        return self.acquire_now(lease, limits, tokens, holds)
+        return self.acquire_now(lease, limits, tokens, holds, [h.amount_nano for h in holds])
 
     async def settle(
         self,
@@ -242,19 +253,27 @@ class MemoryBackend:
         holds: Sequence[BudgetHold],
         actual_nano: int,
     ) -> list[BudgetSpend]:
-        return self.settle_now(
+        spent = self.settle_now(
             lease, limits, at, reserved_tokens, actual_tokens, holds, actual_nano
         )
+        return [
+            BudgetSpend(hold.scope, hold.period, value, hold.limit_nano)
+            for hold, value in zip(holds, spent, strict=True)
+        ]
 
-    # The work itself, synchronous: the governor calls these directly (nothing here awaits).
+    # The work itself, synchronous: the governor calls these directly (nothing here awaits),
+    # with its principals' budgets as they are and the amount held on each (no BudgetHold
+    # per request). A lease is acquired once.
 
     def acquire_now(
         self,
         lease: str,
         limits: Sequence[RateLimit],
         tokens: int,
-        holds: Sequence[BudgetHold],
+        budgets: Sequence[BudgetLimit],
+        amounts: Sequence[int],
     ) -> Admission:
+        """:meth:`acquire` with ``holds`` given as the budgets and the amount for each."""
         now = self._clock()
         bucket = math.floor(now)
         plan = self._plans.get(id(limits))
@@ -262,24 +281,36 @@ class MemoryBackend:
             plan = self._plan_of(limits)
         # The common case first: nothing near a limit. Anything that might refuse goes the
         # full way (_admit), which finds the refusal the same way whichever check saw it.
-        for scope, rpm, tpm in plan.windowed:
+        # Meanwhile the tightest scope for requests and for tokens is picked for the headers
+        # (every scope counts the same request and tokens, so the commit keeps the order).
+        by_requests: _Windowed | None = None
+        by_tokens: _Windowed | None = None
+        least_requests = least_tokens = _UNLIMITED
+        for entry in plan.windowed:
+            scope, rpm, tpm, limit = entry
             if bucket > scope.head:
                 scope.advance(bucket)
+            left = rpm - scope.sum_requests
             used = scope.sum_tokens
-            if scope.sum_requests >= rpm or (used and used + tokens > tpm):
-                return self._admit(lease, plan, tokens, holds, now, bucket)
+            if left <= 0 or (used and used + tokens > tpm):
+                return self._admit(lease, plan, tokens, budgets, amounts, now, bucket)
+            if left < least_requests and limit.rpm is not None:
+                by_requests, least_requests = entry, left
+            if tpm - used < least_tokens and limit.tpm is not None:
+                by_tokens, least_tokens = entry, tpm - used
         for scope, most in plan.parallel:
             if len(scope.leases) >= most:
-                return self._admit(lease, plan, tokens, holds, now, bucket)
-        if not holds:
-            return self._commit(lease, plan, tokens, holds, [], (), now, bucket)
-        budgets, ids = self._budgets_of(plan, holds)
-        # (Hot loops over holds index their budgets: a strict zip costs more than the body.)
-        for index, hold in enumerate(holds):
-            budget = budgets[index]
-            if budget.spent + budget.held + hold.amount_nano > hold.limit_nano:
-                return self._admit(lease, plan, tokens, holds, now, bucket)
-        return self._commit(lease, plan, tokens, holds, budgets, ids, now, bucket)
+                return self._admit(lease, plan, tokens, budgets, amounts, now, bucket)
+        counters: list[_Budget] = []
+        ids: tuple[str, ...] = ()
+        if budgets:
+            counters, ids = self._budgets_of(plan, budgets)
+            # (Hot loops over budgets index their counters: a strict zip costs more.)
+            for index, counter in enumerate(counters):
+                if counter.spent + counter.held + amounts[index] > budgets[index].limit_nano:
+                    return self._admit(lease, plan, tokens, budgets, amounts, now, bucket)
+        used_after = self._commit(lease, plan, tokens, budgets, amounts, counters, ids, now, bucket)
+        return Admission(True, now, None, _tightest(by_requests, by_tokens, now), used_after)
 
     def settle_now(
         self,
@@ -288,22 +319,23 @@ class MemoryBackend:
         at: float,
         reserved_tokens: int,
         actual_tokens: int,
-        holds: Sequence[BudgetHold],
+        budgets: Sequence[BudgetLimit],
         actual_nano: int,
-    ) -> list[BudgetSpend]:
+    ) -> list[int]:
+        """:meth:`settle`: each budget's spend after it, in the budgets' order."""
         inflight = self._inflight.get(lease)
-        if inflight is None or inflight[0].limits is not limits or len(inflight[2]) != len(holds):
-            budgets = self._finish(lease, limits, at, 0, actual_tokens - reserved_tokens, holds)
+        if inflight is None or inflight[0].limits is not limits or len(inflight[2]) != len(budgets):
+            counters = self._finish(lease, limits, at, 0, actual_tokens - reserved_tokens, budgets)
         else:  # acquired here with these limits: what it counted is at hand
             del self._inflight[lease]
-            plan, bucket, budgets, _ = inflight
+            plan, bucket, counters, _, amounts, _ = inflight
             delta = actual_tokens - reserved_tokens
             if delta:
                 # scope.correct(bucket, 0, delta), inlined: nearly every request has a delta.
-                for scope, _, _ in plan.windowed:
+                slot = bucket % WINDOW_BUCKETS
+                for scope, _, _, _ in plan.windowed:
                     head = scope.head
                     if head - WINDOW_BUCKETS < bucket <= head:
-                        slot = bucket % WINDOW_BUCKETS
                         counts = scope.tokens
                         updated = counts[slot] + delta
                         if updated < 0:
@@ -312,16 +344,13 @@ class MemoryBackend:
                         counts[slot] = updated
             for scope, _ in plan.parallel:
                 scope.leases.pop(lease, None)
-            for budget in budgets:
-                held = budget.holds.pop(lease, None)
-                if held is not None:
-                    budget.held -= held[0]
-        spends = []
-        for index, hold in enumerate(holds):
-            budget = budgets[index]
-            budget.spent += actual_nano
-            spends.append(BudgetSpend(hold.scope, hold.period, budget.spent, hold.limit_nano))
-        return spends
+            for index, counter in enumerate(counters):
+                counter.held -= amounts[index]
+        spent = []
+        for counter in counters:
+            counter.spent += actual_nano
+            spent.append(counter.spent)
+        return spent
 
     async def release(
         self,
@@ -331,7 +360,7 @@ class MemoryBackend:
         reserved_tokens: int,
         holds: Sequence[BudgetHold],
     ) -> None:
-        self._finish(lease, limits, at, -1, -reserved_tokens, holds)
+        self._finish(lease, limits, at, -1, -reserved_tokens, holds)  # a hold is a BudgetLimit
 
     async def seed_spend(self, scope: str, period: str, spent_nano: int) -> None:
         budget = self._budget(scope, period, self._periods.id(period))
@@ -350,39 +379,34 @@ class MemoryBackend:
         return plan
 
     def _budgets_of(
-        self, plan: _Plan, holds: Sequence[BudgetHold]
+        self, plan: _Plan, budgets: Sequence[BudgetLimit]
     ) -> tuple[list[_Budget], tuple[str, ...]]:
-        """The budget counters of ``holds`` in their current periods, and the period ids."""
-        keys = plan.hold_keys
-        # Today's counters for the same holds as last time: what CurrentPeriods (same clock)
-        # would find, without asking it per hold.
-        if plan.hold_day == int(self._day_clock() // 86400) and len(keys) == len(holds):
-            for index, hold in enumerate(holds):
-                scope, period = keys[index]
-                if hold.scope != scope or hold.period != period:
-                    break
-            else:
-                return plan.budgets, plan.period_ids
+        """The counters of ``budgets`` in their current periods, and the period ids."""
+        # Today's counters for the same budgets as last time (the governor passes the same
+        # sequence for every request of a key): what CurrentPeriods (same clock) would find.
+        if plan.held_for is budgets and plan.hold_day == int(self._day_clock() // 86400):
+            return plan.budgets, plan.period_ids
         periods = self._periods
-        ids = tuple([periods.id(hold.period) for hold in holds])
+        ids = tuple([periods.id(budget.period) for budget in budgets])
         if periods.day != self._pruned_day:
             self._prune_periods()
-        budgets = [self._budget(h.scope, h.period, i) for h, i in zip(holds, ids, strict=True)]
+        counters = [self._budget(b.scope, b.period, i) for b, i in zip(budgets, ids, strict=True)]
         # Replaced, never changed in place: in-flight acquires keep the lists they got.
-        plan.hold_keys = tuple([(hold.scope, hold.period) for hold in holds])
-        plan.hold_day, plan.budgets, plan.period_ids = periods.day, budgets, ids
-        return budgets, ids
+        plan.held_for, plan.hold_day = budgets, periods.day
+        plan.budgets, plan.period_ids = counters, ids
+        return counters, ids
 
     def _admit(
         self,
         lease: str,
         plan: _Plan,
         tokens: int,
-        holds: Sequence[BudgetHold],
+        budgets: Sequence[BudgetLimit],
+        amounts: Sequence[int],
         now: float,
         bucket: int,
     ) -> Admission:
-        """The full check: the first refusal in the limits' order, then the holds', with
+        """The full check: the first refusal in the limits' order, then the budgets', with
         every window brought up to date for the headers; commits when nothing refuses."""
         refusal: Refusal | None = None
         for limit, scope in zip(plan.limits, plan.scopes, strict=True):
@@ -393,29 +417,32 @@ class MemoryBackend:
             if limit.max_parallel is not None and refusal is None:
                 refusal = self._parallel_refusal(limit, scope, limit.max_parallel, now)
         ids: tuple[str, ...] = ()
-        budgets: list[_Budget] = []
-        if holds:
-            budgets, ids = self._budgets_of(plan, holds)
-            refusal = refusal or self._check_holds(holds, budgets, now)
+        counters: list[_Budget] = []
+        if budgets:
+            counters, ids = self._budgets_of(plan, budgets)
+            refusal = refusal or self._check_holds(budgets, amounts, counters, now)
         if refusal is not None:
             return Admission(False, now, refusal, _window_states(plan.rated, now))
-        return self._commit(lease, plan, tokens, holds, budgets, ids, now, bucket)
+        used_after = self._commit(lease, plan, tokens, budgets, amounts, counters, ids, now, bucket)
+        return Admission(True, now, None, _window_states(plan.rated, now), used_after)
 
     def _commit(
         self,
         lease: str,
         plan: _Plan,
         tokens: int,
-        holds: Sequence[BudgetHold],
-        budgets: list[_Budget],
+        budgets: Sequence[BudgetLimit],
+        amounts: Sequence[int],
+        counters: list[_Budget],
         ids: tuple[str, ...],
         now: float,
         bucket: int,
-    ) -> Admission:
+    ) -> tuple[tuple[str, int], ...]:
+        """Count the request, take the leases and holds; each budget's use after its hold."""
         expiry = now + self._lease_ttl
         counted_in = bucket
         # One request and the tokens, counted in each window's newest bucket.
-        for scope, _, _ in plan.windowed:
+        for scope, _, _, _ in plan.windowed:
             head = counted_in = scope.head
             slot = head % WINDOW_BUCKETS
             if scope.first > head:
@@ -427,15 +454,11 @@ class MemoryBackend:
         for scope, _ in plan.parallel:
             scope.leases[lease] = expiry
         used_after: list[tuple[str, int]] = []
-        for index, hold in enumerate(holds):
-            budget = budgets[index]
-            amount = hold.amount_nano
-            prior = budget.holds.get(lease)
-            budget.holds[lease] = (amount if prior is None else prior[0] + amount, expiry)
-            budget.held += amount
-            used_after.append((hold.scope, budget.spent + budget.held))
-        self._inflight[lease] = (plan, counted_in, budgets, ids)
-        return Admission(True, now, None, _window_states(plan.rated, now), tuple(used_after))
+        for index, counter in enumerate(counters):
+            counter.held += amounts[index]
+            used_after.append((budgets[index].scope, counter.spent + counter.held))
+        self._inflight[lease] = (plan, counted_in, counters, ids, amounts, expiry)
+        return tuple(used_after)
 
     def _scopes_of(self, limits: Sequence[RateLimit]) -> list[_Scope]:
         scopes = self._scopes
@@ -454,24 +477,29 @@ class MemoryBackend:
         at: float,
         requests: int,
         tokens: int,
-        holds: Sequence[BudgetHold],
+        budgets: Sequence[BudgetLimit],
     ) -> list[_Budget]:
-        """Free the lease and holds and correct the acquire's bucket; the holds' budgets."""
+        """Free the lease and holds and correct the acquire's bucket; the budgets' counters
+        (in the periods held in, else the current ones)."""
         inflight = self._inflight.pop(lease, None)
+        if inflight is not None:  # what it held is released whatever is given here
+            _, _, held_in, _, amounts, _ = inflight
+            for index, counter in enumerate(held_in):
+                counter.held -= amounts[index]
         if inflight is None or len(inflight[0].scopes) != len(limits):
-            # Not acquired here (or forgotten by close()): the hold's period is the current one.
+            # Not acquired here (or forgotten by close()): the period is the current one.
             scopes, bucket = self._scopes_of(limits), math.floor(at)
-            budgets = [
-                self._budget(hold.scope, hold.period, self._periods.id(hold.period))
-                for hold in holds
+            counters = [
+                self._budget(budget.scope, budget.period, self._periods.id(budget.period))
+                for budget in budgets
             ]
         else:
-            plan, bucket, budgets, period_ids = inflight
+            plan, bucket, counters, period_ids, _, _ = inflight
             scopes = plan.scopes
-            if len(budgets) != len(holds):
-                budgets = [
-                    self._budget(hold.scope, hold.period, pid)
-                    for hold, pid in zip(holds, period_ids, strict=False)
+            if len(counters) != len(budgets):
+                counters = [
+                    self._budget(budget.scope, budget.period, pid)
+                    for budget, pid in zip(budgets, period_ids, strict=False)
                 ]
         if requests or tokens:
             for limit, scope in zip(limits, scopes, strict=True):
@@ -480,21 +508,27 @@ class MemoryBackend:
         for scope in scopes:
             if scope.leases:
                 scope.leases.pop(lease, None)
-        for budget in budgets:
-            amount, _ = budget.holds.pop(lease, (0, 0.0))
-            budget.held -= amount
-        return budgets
+        for counter in counters:  # a hold close() forgot
+            orphan = counter.orphans.pop(lease, None)
+            if orphan is not None:
+                counter.held -= orphan[0]
+        return counters
 
     def _check_holds(
-        self, holds: Sequence[BudgetHold], budgets: list[_Budget], now: float
+        self,
+        budgets: Sequence[BudgetLimit],
+        amounts: Sequence[int],
+        counters: list[_Budget],
+        now: float,
     ) -> Refusal | None:
-        for hold, budget in zip(holds, budgets, strict=True):
-            if budget.spent + budget.held + hold.amount_nano > hold.limit_nano:
-                self._purge_holds(budget, now)
-                used = budget.spent + budget.held
-                if used + hold.amount_nano > hold.limit_nano:
-                    retry = seconds_until_end(hold.period, datetime.now(UTC))
-                    return Refusal(hold.scope, "budget", retry, hold.limit_nano, used)
+        for index, budget in enumerate(budgets):
+            counter, amount, limit = counters[index], amounts[index], budget.limit_nano
+            if counter.spent + counter.held + amount > limit:
+                self._purge_holds(counter, now)
+                used = counter.spent + counter.held
+                if used + amount > limit:
+                    retry = seconds_until_end(budget.period, datetime.now(UTC))
+                    return Refusal(budget.scope, "budget", retry, limit, used)
         return None
 
     def _parallel_refusal(
@@ -509,11 +543,12 @@ class MemoryBackend:
             return Refusal(limit.scope, "parallel", None, max_parallel, len(leases))
         return None
 
-    def _purge_holds(self, budget: _Budget, now: float) -> None:
-        for lease, (amount, expiry) in list(budget.holds.items()):
-            if expiry <= now and lease not in self._inflight:
-                del budget.holds[lease]
-                budget.held -= amount
+    def _purge_holds(self, counter: _Budget, now: float) -> None:
+        """Release the expired holds of leases close() forgot."""
+        for lease, (amount, expiry) in list(counter.orphans.items()):
+            if expiry <= now:
+                del counter.orphans[lease]
+                counter.held -= amount
 
     def _budget(self, scope: str, period: str, pid: str) -> _Budget:
         budget = self._budgets.get((scope, period, pid))
@@ -524,7 +559,7 @@ class MemoryBackend:
     def _prune_periods(self) -> None:
         """Once a day, forget counters of periods that ended and hold nothing."""
         self._pruned_day = self._periods.day
-        for key in [k for k, b in self._budgets.items() if not b.holds]:
+        for key in [k for k, b in self._budgets.items() if not b.held]:
             _, period, pid = key
             if pid != self._periods.id(period):
                 del self._budgets[key]
@@ -551,6 +586,18 @@ def _window_states(
     if by_tokens is None or by_tokens[1] is by_requests[1]:
         return (first,)
     return (first, by_tokens[1].state(by_tokens[0], now))
+
+
+def _tightest(
+    by_requests: _Windowed | None, by_tokens: _Windowed | None, now: float
+) -> tuple[WindowState, ...]:
+    """The header state of the scopes picked as tightest for requests and for tokens."""
+    if by_requests is None:
+        return () if by_tokens is None else (by_tokens[0].state(by_tokens[3], now),)
+    first = by_requests[0].state(by_requests[3], now)
+    if by_tokens is None or by_tokens is by_requests:
+        return (first,)
+    return (first, by_tokens[0].state(by_tokens[3], now))
 
 
 def _window_refusal(limit: RateLimit, scope: _Scope, tokens: int, now: float) -> Refusal | None:
