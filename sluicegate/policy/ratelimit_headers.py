@@ -39,25 +39,24 @@ def ratelimit_headers(surface: str, windows: Sequence[WindowState]) -> HeaderLis
     now = time.time() if anthropic else 0.0
     headers: HeaderList = []
     if requests is not None:
+        limit, left = requests.requests_limit, requests.requests_remaining or 0
         headers += (
-            (names[0], _limit_bytes(requests.requests_limit)),
-            (names[1], b"%d" % _left(requests.requests_remaining)),
+            (names[0], _LIMIT_BYTES.get(limit) or _limit_bytes(limit)),
+            (names[1], b"%d" % left if left > 0 else b"0"),
             (names[2], _reset_bytes(anthropic, now, requests.requests_reset)),
         )
     if tokens is not None:
+        limit, left = tokens.tokens_limit, tokens.tokens_remaining or 0
         headers += (
-            (names[3], _limit_bytes(tokens.tokens_limit)),
-            (names[4], b"%d" % _left(tokens.tokens_remaining)),
+            (names[3], _LIMIT_BYTES.get(limit) or _limit_bytes(limit)),
+            (names[4], b"%d" % left if left > 0 else b"0"),
             (names[5], _reset_bytes(anthropic, now, tokens.tokens_reset)),
         )
     return headers
 
 
-def _left(remaining: int | None) -> int:
-    return remaining if remaining is not None and remaining > 0 else 0
-
-
 def _limit_bytes(limit: int | None) -> bytes:
+    """The limit's text, remembered (limits rarely change): a miss of _LIMIT_BYTES."""
     value = _LIMIT_BYTES.get(limit)
     if value is None:
         value = str(limit).encode()
