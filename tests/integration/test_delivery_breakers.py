@@ -124,9 +124,14 @@ def redis_url() -> Iterator[str]:
 def test_an_opening_is_shared_through_redis(
     tmp_path: Path, fake: FakeUpstream, other: FakeUpstream, redis_url: str
 ) -> None:
-    first = start(tmp_path / "a", fake, other, redis_url=redis_url)
+    # Open long enough to be seen: with the other tests' one-second cool-down the opening
+    # could end before the second process's next pull (one a second), and the test was racy.
+    routing = {**ROUTING, "breaker": {"consecutive_failures": 2, "cooldown": 30.0}}
+    first = start(tmp_path / "a", fake, other, redis_url=redis_url, routing=routing)
     shared_db = f"sqlite:///{tmp_path / 'a' / 'sluicegate.db'}"  # one key table for both
-    second = start(tmp_path / "b", fake, other, redis_url=redis_url, database_url=shared_db)
+    second = start(
+        tmp_path / "b", fake, other, redis_url=redis_url, database_url=shared_db, routing=routing
+    )
     try:
         key = first.create_key("shared")
         fake.script(Behaviour(status=503), Behaviour(status=503))
