@@ -1,9 +1,9 @@
 """In-process limit backend: one process's counts, atomic because nothing awaits inside.
 
-Each scope keeps its 1-second buckets in a ring with running sums, so a check costs O(1)
-instead of summing 61 buckets; an acquire remembers the scope objects it counted in, so its
-settle needs no lookups. The bucket layout and the checks mirror the Redis script
-(redis.py) so both backends answer alike.
+Each scope keeps its 1-second buckets in a ring with running sums (state.scope_window), so
+a check costs O(1) instead of summing 61 buckets; an acquire remembers the scope objects and
+budget counters it counted in, so its settle needs no lookups. The checks mirror the Redis
+script (redis.py) so both backends answer alike.
 """
 
 from __future__ import annotations
@@ -22,107 +22,15 @@ from sluicegate.state.base import (
     BudgetSpend,
     RateLimit,
     Refusal,
-    WindowState,
-    leaves_window_in,
 )
 from sluicegate.state.periods import CurrentPeriods, seconds_until_end
-
-
-class _Scope:
-    """One scope's counts and leases. The counts live in a ring of ``WINDOW_BUCKETS``
-    one-second buckets ending at ``head`` (the newest second seen), with running sums, so
-    a check or an add is a few integer operations and the ring is swept once per second,
-    not per request."""
-
-    __slots__ = ("first", "head", "leases", "requests", "sum_requests", "sum_tokens", "tokens")
-
-    def __init__(self) -> None:
-        self.head = 0
-        # No bucket before ``first`` holds a count: the scan for the oldest counted bucket
-        # (for the reset headers) starts there, so it is O(1) amortised.
-        self.first = 1
-        self.requests = [0] * WINDOW_BUCKETS
-        self.tokens = [0] * WINDOW_BUCKETS
-        self.sum_requests = 0
-        self.sum_tokens = 0
-        self.leases: dict[str, float] = {}  # lease -> expiry (scopes with max_parallel)
-
-    def advance(self, bucket: int) -> None:
-        """Move the window's end to ``bucket``, dropping the buckets that left it. A clock
-        that stepped back keeps the head where it is: counts are never lost."""
-        head = self.head
-        if bucket <= head:
-            return
-        requests, tokens = self.requests, self.tokens
-        if bucket - head >= WINDOW_BUCKETS:
-            if self.sum_requests or self.sum_tokens:
-                requests[:] = tokens[:] = [0] * WINDOW_BUCKETS
-                self.sum_requests = self.sum_tokens = 0
-        else:
-            for second in range(head + 1, bucket + 1):
-                slot = second % WINDOW_BUCKETS
-                if requests[slot] or tokens[slot]:
-                    self.sum_requests -= requests[slot]
-                    self.sum_tokens -= tokens[slot]
-                    requests[slot] = tokens[slot] = 0
-        self.head = bucket
-
-    def correct(self, bucket: int, requests: int, tokens: int) -> None:
-        """Adjust ``bucket``'s counts, never below 0, if it is still in the ring."""
-        head = self.head
-        if bucket <= head - WINDOW_BUCKETS or bucket > head:
-            return
-        slot = bucket % WINDOW_BUCKETS
-        if requests:
-            counts = self.requests
-            updated = counts[slot] + requests
-            if updated < 0:
-                updated = 0
-            self.sum_requests += updated - counts[slot]
-            counts[slot] = updated
-        if tokens:
-            counts = self.tokens
-            updated = counts[slot] + tokens
-            if updated < 0:
-                updated = 0
-            self.sum_tokens += updated - counts[slot]
-            counts[slot] = updated
-
-    def freed_at(self, counts: list[int], total: int, fits: Callable[[int], bool]) -> int | None:
-        """The bucket whose leaving makes ``fits(remaining)`` true; None if nothing does."""
-        remaining = total
-        for second in range(self.head - WINDOW_BUCKETS + 1, self.head + 1):
-            count = counts[second % WINDOW_BUCKETS]
-            if count:
-                remaining -= count
-                if fits(remaining):
-                    return second
-        return None
-
-    def state(self, limit: RateLimit, now: float) -> WindowState:
-        """Header state: what is left, and when the oldest bucket counted leaves the window."""
-        rpm, tpm = limit.rpm, limit.tpm
-        requests, tokens, head = self.requests, self.tokens, self.head
-        second = self.first
-        if second <= head - WINDOW_BUCKETS:
-            second = head - WINDOW_BUCKETS + 1
-        while second <= head:  # move ``first`` to the oldest bucket holding anything
-            slot = second % WINDOW_BUCKETS
-            if requests[slot] or tokens[slot]:
-                break
-            second += 1
-        self.first = second
-        requests_left = tokens_left = None
-        requests_reset = tokens_reset = None
-        if rpm is not None:
-            requests_left, requests_reset = _left(
-                rpm, self.sum_requests, requests, second, head, now
-            )
-        if tpm is not None:
-            tokens_left, tokens_reset = _left(tpm, self.sum_tokens, tokens, second, head, now)
-        return WindowState(
-            limit.scope, rpm, requests_left, requests_reset, tpm, tokens_left, tokens_reset
-        )
+from sluicegate.state.scope_window import (
+    ScopeWindow,
+    Windowed,
+    tightest,
+    window_refusal,
+    window_states,
+)
 
 
 @dataclass(slots=True)
@@ -131,18 +39,6 @@ class _Budget:
     held: int = 0  # by in-flight acquires (their amounts are in MemoryBackend._inflight) ...
     # ... and by the leases close() forgot, until they expire: lease -> amount, expiry
     orphans: dict[str, tuple[int, float]] = field(default_factory=dict)
-
-
-def _left(
-    limit: int, total: int, counts: list[int], second: int, head: int, now: float
-) -> tuple[int, float]:
-    """What ``limit`` has left after ``total``, and the seconds until the oldest bucket
-    from ``second`` that holds a count in ``counts`` leaves the window (0 when none does)."""
-    oldest = second
-    while oldest <= head and counts[oldest % WINDOW_BUCKETS] <= 0:
-        oldest += 1
-    reset = oldest + WINDOW_BUCKETS - now if oldest <= head else 0.0
-    return (limit - total if limit > total else 0), (reset if reset > 0.0 else 0.0)
 
 
 # A limit that is not set, as a number no count reaches: the checks need no None tests.
@@ -167,7 +63,7 @@ class _Plan:
         "windowed",
     )
 
-    def __init__(self, limits: Sequence[RateLimit], scopes: list[_Scope]) -> None:
+    def __init__(self, limits: Sequence[RateLimit], scopes: list[ScopeWindow]) -> None:
         self.limits = limits
         self.scopes = scopes
         pairs = [(limit, scope) for limit, scope in zip(limits, scopes, strict=True)]
@@ -198,9 +94,6 @@ def _number(limit: int | None) -> int:
 # the bucket its request and tokens were counted in, its budgets' counters and period ids,
 # the amounts held on them, and when the lease would expire.
 _Inflight = tuple[_Plan, int, list[_Budget], tuple[str, ...], Sequence[int], float]
-# A windowed limit as the hot loops read it: (scope, rpm, tpm, the limit), with an unset
-# rpm or tpm as _UNLIMITED.
-_Windowed = tuple[_Scope, int, int, RateLimit]
 _PLANS_KEPT = 4096  # plans are a few hundred bytes; a new key-table load makes new ones
 
 
@@ -212,7 +105,7 @@ class MemoryBackend:
     def __init__(self, lease_ttl: float = 60.0, clock: Callable[[], float] = time.time) -> None:
         self._lease_ttl = lease_ttl
         self._clock = clock
-        self._scopes: dict[str, _Scope] = {}
+        self._scopes: dict[str, ScopeWindow] = {}
         self._budgets: dict[tuple[str, str, str], _Budget] = {}  # (scope, period, id)
         self._inflight: dict[str, _Inflight] = {}  # lease -> what it counted
         self._plans: dict[int, _Plan] = {}  # id(limits tuple) -> its plan
@@ -283,8 +176,8 @@ class MemoryBackend:
         # full way (_admit), which finds the refusal the same way whichever check saw it.
         # Meanwhile the tightest scope for requests and for tokens is picked for the headers
         # (every scope counts the same request and tokens, so the commit keeps the order).
-        by_requests: _Windowed | None = None
-        by_tokens: _Windowed | None = None
+        by_requests: Windowed | None = None
+        by_tokens: Windowed | None = None
         least_requests = least_tokens = _UNLIMITED
         for entry in plan.windowed:
             scope, rpm, tpm, limit = entry
@@ -310,7 +203,7 @@ class MemoryBackend:
                 if counter.spent + counter.held + amounts[index] > budgets[index].limit_nano:
                     return self._admit(lease, plan, tokens, budgets, amounts, now, bucket)
         used_after = self._commit(lease, plan, tokens, budgets, amounts, counters, ids, now, bucket)
-        return Admission(True, now, None, _tightest(by_requests, by_tokens, now), used_after)
+        return Admission(True, now, None, tightest(by_requests, by_tokens, now), used_after)
 
     def settle_now(
         self,
@@ -413,7 +306,7 @@ class MemoryBackend:
             if limit.windowed:
                 scope.advance(bucket)
                 if refusal is None:
-                    refusal = _window_refusal(limit, scope, tokens, now)
+                    refusal = window_refusal(limit, scope, tokens, now)
             if limit.max_parallel is not None and refusal is None:
                 refusal = self._parallel_refusal(limit, scope, limit.max_parallel, now)
         ids: tuple[str, ...] = ()
@@ -422,9 +315,9 @@ class MemoryBackend:
             counters, ids = self._budgets_of(plan, budgets)
             refusal = refusal or self._check_holds(budgets, amounts, counters, now)
         if refusal is not None:
-            return Admission(False, now, refusal, _window_states(plan.rated, now))
+            return Admission(False, now, refusal, window_states(plan.rated, now))
         used_after = self._commit(lease, plan, tokens, budgets, amounts, counters, ids, now, bucket)
-        return Admission(True, now, None, _window_states(plan.rated, now), used_after)
+        return Admission(True, now, None, window_states(plan.rated, now), used_after)
 
     def _commit(
         self,
@@ -460,13 +353,13 @@ class MemoryBackend:
         self._inflight[lease] = (plan, counted_in, counters, ids, amounts, expiry)
         return tuple(used_after)
 
-    def _scopes_of(self, limits: Sequence[RateLimit]) -> list[_Scope]:
+    def _scopes_of(self, limits: Sequence[RateLimit]) -> list[ScopeWindow]:
         scopes = self._scopes
         found = []
         for limit in limits:
             scope = scopes.get(limit.scope)
             if scope is None:
-                scope = scopes[limit.scope] = _Scope()
+                scope = scopes[limit.scope] = ScopeWindow()
             found.append(scope)
         return found
 
@@ -532,7 +425,7 @@ class MemoryBackend:
         return None
 
     def _parallel_refusal(
-        self, limit: RateLimit, scope: _Scope, max_parallel: int, now: float
+        self, limit: RateLimit, scope: ScopeWindow, max_parallel: int, now: float
     ) -> Refusal | None:
         leases = scope.leases
         if len(leases) + 1 > max_parallel:
@@ -563,55 +456,3 @@ class MemoryBackend:
             _, period, pid = key
             if pid != self._periods.id(period):
                 del self._budgets[key]
-
-
-def _window_states(
-    rated: tuple[tuple[RateLimit, _Scope], ...], now: float
-) -> tuple[WindowState, ...]:
-    """The header state of the tightest scope for requests and for tokens (the headers
-    report only those): a full state costs more than picking by the running sums."""
-    by_requests: tuple[RateLimit, _Scope] | None = None
-    by_tokens: tuple[RateLimit, _Scope] | None = None
-    least_requests = least_tokens = 0
-    for pair in rated:
-        limit, scope = pair
-        rpm, tpm = limit.rpm, limit.tpm
-        if rpm is not None and (by_requests is None or rpm - scope.sum_requests < least_requests):
-            by_requests, least_requests = pair, rpm - scope.sum_requests
-        if tpm is not None and (by_tokens is None or tpm - scope.sum_tokens < least_tokens):
-            by_tokens, least_tokens = pair, tpm - scope.sum_tokens
-    if by_requests is None:
-        return () if by_tokens is None else (by_tokens[1].state(by_tokens[0], now),)
-    first = by_requests[1].state(by_requests[0], now)
-    if by_tokens is None or by_tokens[1] is by_requests[1]:
-        return (first,)
-    return (first, by_tokens[1].state(by_tokens[0], now))
-
-
-def _tightest(
-    by_requests: _Windowed | None, by_tokens: _Windowed | None, now: float
-) -> tuple[WindowState, ...]:
-    """The header state of the scopes picked as tightest for requests and for tokens."""
-    if by_requests is None:
-        return () if by_tokens is None else (by_tokens[0].state(by_tokens[3], now),)
-    first = by_requests[0].state(by_requests[3], now)
-    if by_tokens is None or by_tokens is by_requests:
-        return (first,)
-    return (first, by_tokens[0].state(by_tokens[3], now))
-
-
-def _window_refusal(limit: RateLimit, scope: _Scope, tokens: int, now: float) -> Refusal | None:
-    requests, used_tokens = scope.sum_requests, scope.sum_tokens
-    if limit.rpm is not None and requests + 1 > limit.rpm:
-        rpm = limit.rpm
-        freed = scope.freed_at(scope.requests, requests, lambda left: left + 1 <= rpm)
-        retry = None if freed is None else leaves_window_in(freed, now)
-        return Refusal(limit.scope, "rpm", retry, rpm, requests)
-    if limit.tpm is not None and used_tokens > 0 and used_tokens + tokens > limit.tpm:
-        tpm = limit.tpm
-        freed = scope.freed_at(
-            scope.tokens, used_tokens, lambda left: left == 0 or left + tokens <= tpm
-        )
-        retry = None if freed is None else leaves_window_in(freed, now)
-        return Refusal(limit.scope, "tpm", retry, tpm, used_tokens)
-    return None
