@@ -27,24 +27,28 @@ A = TypeVar("A")
 
 class SqliteThread:
     """Runs ``work(connection, argument)`` calls one at a time on a thread that owns the
-    connection (opened at the first call)."""
+    connection (both made at the first call, and again at the first call after close())."""
 
     def __init__(self, path: Path, name: str) -> None:
         self._path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._name = name
+        self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None  # used on that thread only
 
     async def run(self, work: Callable[[sqlite3.Connection, A], T], argument: A) -> T:
         """``work``'s result. Cancelling the caller does not stop a call that has begun:
         it runs to its end on the thread (the caller decides what an unknown outcome means)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._name)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._call, work, argument)
 
     async def close(self) -> None:
         """Close the connection once the calls already submitted are done."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._close)
-        self._executor.shutdown(wait=False)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, self._close)
+            executor.shutdown(wait=False)
 
     def _call(self, work: Callable[[sqlite3.Connection, A], T], argument: A) -> T:
         if self._connection is None:

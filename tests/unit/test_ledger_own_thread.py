@@ -63,6 +63,9 @@ async def test_rows_written_on_the_own_thread_read_back_through_the_engine(
     await store.close()
     await asyncio.sleep(0.05)
     assert not _ledger_threads()
+    await store.insert_many([_row(450)])  # a store closed (writer stopped) can write again
+    assert await store.count() == 451
+    await store.close()
 
 
 async def test_a_write_cut_off_by_the_deadline_is_written_once(
