@@ -4,9 +4,10 @@ on against the gateway core, CPU per request, measured turn about.
 Why rounds: on a shared VM one saturation run's CPU per request moves by up to +-10% from
 run to run (the host takes cycles, the core's speed drifts over minutes), so a ratio of two
 single runs, taken minutes apart, swings between 1.2x and 1.5x for the same build. Here both
-gateways run side by side (one idle while the other is measured), each round measures both
-in alternating order (ABBA, so a drift within the round cancels), and the verdict takes the
-median of the rounds' ratios. Every round's figures are kept in the JSON results.
+gateways run side by side (one idle while the other is measured), each round measures both,
+the order alternating from round to round (core first, then governed first, ...: a drift
+favours neither), and the verdict takes the median of the rounds' ratios. Every round's
+figures are kept in the JSON results.
 """
 
 from __future__ import annotations

@@ -61,6 +61,7 @@ class Ticket:
     admission: Admission | None = None
     settled: bool = field(default=False)
     waited: float = 0.0  # seconds in the fair queue
+    _holds: tuple[BudgetHold, ...] | None = field(default=None, repr=False)
 
     @property
     def windows(self) -> tuple[WindowState, ...]:
@@ -68,10 +69,14 @@ class Ticket:
 
     @property
     def holds(self) -> tuple[BudgetHold, ...]:
-        """The holds as LimitBackend takes them (the in-process backend is given the
-        budgets and amounts as they are: no hold objects per request)."""
-        amount = self.hold_nano
-        return tuple([BudgetHold(b.scope, b.period, b.limit_nano, amount) for b in self.held])
+        """The holds as LimitBackend takes them, made once per request when first asked
+        (the in-process backend is given the budgets and amounts as they are)."""
+        if self._holds is None:
+            amount = self.hold_nano
+            self._holds = tuple(
+                [BudgetHold(b.scope, b.period, b.limit_nano, amount) for b in self.held]
+            )
+        return self._holds
 
 
 @dataclass(frozen=True, slots=True)

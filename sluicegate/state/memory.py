@@ -58,7 +58,6 @@ class _Plan:
         "limits",
         "parallel",
         "period_ids",
-        "rated",
         "scopes",
         "windowed",
     )
@@ -77,7 +76,6 @@ class _Plan:
         self.parallel = tuple(
             (scope, limit.max_parallel) for limit, scope in pairs if limit.max_parallel is not None
         )
-        self.rated = tuple((limit, scope) for limit, scope in pairs if limit.windowed)
         # The counters of the last budgets held with these limits (``held_for``, the
         # sequence itself), valid on ``hold_day``.
         self.hold_day = -1
@@ -315,9 +313,9 @@ class MemoryBackend:
             counters, ids = self._budgets_of(plan, budgets)
             refusal = refusal or self._check_holds(budgets, amounts, counters, now)
         if refusal is not None:
-            return Admission(False, now, refusal, window_states(plan.rated, now))
+            return Admission(False, now, refusal, window_states(plan.windowed, now))
         used_after = self._commit(lease, plan, tokens, budgets, amounts, counters, ids, now, bucket)
-        return Admission(True, now, None, window_states(plan.rated, now), used_after)
+        return Admission(True, now, None, window_states(plan.windowed, now), used_after)
 
     def _commit(
         self,

@@ -64,19 +64,9 @@ class ScopeWindow:
             return
         slot = bucket % WINDOW_BUCKETS
         if requests:
-            counts = self.requests
-            updated = counts[slot] + requests
-            if updated < 0:
-                updated = 0
-            self.sum_requests += updated - counts[slot]
-            counts[slot] = updated
+            self.sum_requests += _add_at_least_zero(self.requests, slot, requests)
         if tokens:
-            counts = self.tokens
-            updated = counts[slot] + tokens
-            if updated < 0:
-                updated = 0
-            self.sum_tokens += updated - counts[slot]
-            counts[slot] = updated
+            self.sum_tokens += _add_at_least_zero(self.tokens, slot, tokens)
 
     def freed_at(self, counts: list[int], total: int, fits: Callable[[int], bool]) -> int | None:
         """The bucket whose leaving makes ``fits(remaining)`` true; None if nothing does."""
@@ -115,6 +105,18 @@ class ScopeWindow:
         )
 
 
+def _add_at_least_zero(counts: list[int], slot: int, delta: int) -> int:
+    """Add ``delta`` to ``counts[slot]``, never below 0; the change made (for the sum).
+    MemoryBackend.settle_now inlines it for tokens: it runs per scope for nearly every
+    request."""
+    updated = counts[slot] + delta
+    if updated < 0:
+        updated = 0
+    change = updated - counts[slot]
+    counts[slot] = updated
+    return change
+
+
 def _left(
     limit: int, total: int, counts: list[int], second: int, head: int, now: float
 ) -> tuple[int, float]:
@@ -132,27 +134,21 @@ def _left(
 Windowed = tuple[ScopeWindow, int, int, RateLimit]
 
 
-def window_states(
-    rated: tuple[tuple[RateLimit, ScopeWindow], ...], now: float
-) -> tuple[WindowState, ...]:
+def window_states(windowed: tuple[Windowed, ...], now: float) -> tuple[WindowState, ...]:
     """The header state of the tightest scope for requests and for tokens (the headers
-    report only those): a full state costs more than picking by the running sums."""
-    by_requests: tuple[RateLimit, ScopeWindow] | None = None
-    by_tokens: tuple[RateLimit, ScopeWindow] | None = None
+    report only those): a full state costs more than picking by the running sums. (The
+    in-process backend's fast path picks them while checking, then calls ``tightest``.)"""
+    by_requests: Windowed | None = None
+    by_tokens: Windowed | None = None
     least_requests = least_tokens = 0
-    for pair in rated:
-        limit, scope = pair
+    for entry in windowed:
+        scope, _, _, limit = entry
         rpm, tpm = limit.rpm, limit.tpm
         if rpm is not None and (by_requests is None or rpm - scope.sum_requests < least_requests):
-            by_requests, least_requests = pair, rpm - scope.sum_requests
+            by_requests, least_requests = entry, rpm - scope.sum_requests
         if tpm is not None and (by_tokens is None or tpm - scope.sum_tokens < least_tokens):
-            by_tokens, least_tokens = pair, tpm - scope.sum_tokens
-    if by_requests is None:
-        return () if by_tokens is None else (by_tokens[1].state(by_tokens[0], now),)
-    first = by_requests[1].state(by_requests[0], now)
-    if by_tokens is None or by_tokens[1] is by_requests[1]:
-        return (first,)
-    return (first, by_tokens[1].state(by_tokens[0], now))
+            by_tokens, least_tokens = entry, tpm - scope.sum_tokens
+    return tightest(by_requests, by_tokens, now)
 
 
 def tightest(

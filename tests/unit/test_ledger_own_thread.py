@@ -61,7 +61,10 @@ async def test_rows_written_on_the_own_thread_read_back_through_the_engine(
     assert spend == {"key_1": pytest.approx(450 * 0.25)}
     assert _ledger_threads()
     await store.close()
-    await asyncio.sleep(0.05)
+    for _ in range(200):  # the idle thread leaves once it sees the shutdown
+        if not _ledger_threads():
+            break
+        await asyncio.sleep(0.01)
     assert not _ledger_threads()
     await store.insert_many([_row(450)])  # a store closed (writer stopped) can write again
     assert await store.count() == 451
